@@ -1,0 +1,86 @@
+/*
+ * norm.h — one WebSocket frame from a PBX → records (contract §5).
+ *
+ * norm_frame() classifies a complete frame as
+ *   - events: one record per event (an extension_status frame with N entries
+ *     gives N records), with envelope, stable id, key, headers and
+ *     normalized data;
+ *   - a command reply ({"command":…} or the v16.0 form {"status":0}), which
+ *     the session handles and which is never published;
+ *   - a dead letter (invalid UTF-8 or JSON, not an object, no event_type,
+ *     too large), as one record for the dead-letter topic.
+ * Pure: no I/O, no logging, no global state; the caller routes records
+ * (sets record.topic). Records come out with topic == NULL.
+ */
+#ifndef NORM_H
+#define NORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+enum norm_kind {
+	NORM_EVENTS,	/* recs[0..nrecs) are events */
+	NORM_REPLY,	/* a command reply: see reply_* */
+	NORM_DEAD,	/* recs[0] is a dead letter; dead_reason says why */
+};
+
+/* Dead-letter reasons (the "reason" field, and a metric label). */
+#define NORM_DL_INVALID_UTF8	"invalid_utf8"
+#define NORM_DL_INVALID_JSON	"invalid_json"
+#define NORM_DL_NOT_OBJECT	"not_object"
+#define NORM_DL_NO_EVENT_TYPE	"no_event_type"
+#define NORM_DL_TOO_LARGE	"too_large"
+
+/* At most this much of a bad frame is kept in a dead letter's "raw". */
+#define NORM_DL_RAW_MAX		(64 * 1024)
+
+struct norm_frame {
+	const char	*pbx;		/* configured PBX name, borrowed */
+	const unsigned char *data;	/* the frame (or its first bytes when
+					   too_large), borrowed */
+	size_t		 len;
+	bool		 too_large;	/* the frame exceeded the size limit;
+					   data holds its beginning */
+	int64_t		 received_us;	/* frame receipt, µs since the epoch */
+};
+
+struct norm_result {
+	enum norm_kind	 kind;
+	struct record	*recs;		/* owned by the result */
+	size_t		 nrecs;
+	const char	*dead_reason;	/* NORM_DL_*, static; NORM_DEAD only */
+	/* NORM_REPLY only: */
+	char		*reply_command;	/* "auth", "subscribe", …; NULL for
+					   the v16.0 form; owned */
+	int		 reply_status;	/* 0 ok; -1 (or other) error */
+	char		*reply_error;	/* server's text or NULL; owned */
+};
+
+/**
+ * @brief Normalize one frame.
+ * @param in  borrowed; nothing is kept after return.
+ * @param res out: overwritten; release with norm_result_clear() whatever
+ *        the return value.
+ * @returns 0 (res->kind says what it is) or W2K_ENOMEM (res empty).
+ */
+int norm_frame(const struct norm_frame *in, struct norm_result *res);
+
+/** @brief Free what res owns and zero it. */
+void norm_result_clear(struct norm_result *res);
+
+/**
+ * @brief The record id (contract §5): the first 128 bits, as 32 lowercase
+ *        hex digits, of SHA-256(pbx, 0x00, frame, 0x00, decimal part index).
+ * @param out 33 bytes, NUL-terminated on return.
+ */
+void norm_record_id(const char *pbx, const unsigned char *frame, size_t len,
+    unsigned part, char out[RECORD_ID_LEN + 1]);
+
+/** @returns the contract's class for an event type: "call", "target", "cdr",
+ *  "extension", "queue", "management" or "other" (static strings). */
+const char *norm_class(const char *type);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * record.c — ownership helpers for struct record.
+ */
+#include "record.h"
+#include "w2k.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+record_clear(struct record *rec)
+{
+	free(rec->topic);
+	free(rec->key);
+	free(rec->value);
+	free(rec->hdrs);
+	free(rec->type);
+	memset(rec, 0, sizeof(*rec));
+}
+
+int
+record_hdr_add(struct record *rec, const char *name, const char *value)
+{
+	size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
+	char *h = realloc(rec->hdrs, rec->hdrs_len + nl + vl);
+
+	if (h == NULL)
+		return W2K_ENOMEM;
+	memcpy(h + rec->hdrs_len, name, nl);
+	memcpy(h + rec->hdrs_len + nl, value, vl);
+	rec->hdrs = h;
+	rec->hdrs_len += nl + vl;
+	return 0;
+}
+
+bool
+record_hdr_next(const struct record *rec, size_t *pos, const char **name,
+    const char **value)
+{
+	const char *end = rec->hdrs + rec->hdrs_len;
+	const char *n, *v;
+
+	if (rec->hdrs == NULL || *pos >= rec->hdrs_len)
+		return false;
+	n = rec->hdrs + *pos;
+	v = memchr(n, '\0', (size_t)(end - n));
+	if (v == NULL || ++v >= end)
+		return false;
+	end = memchr(v, '\0', (size_t)(end - v));
+	if (end == NULL)
+		return false;
+	*name = n;
+	*value = v;
+	*pos = (size_t)(end + 1 - rec->hdrs);
+	return true;
+}
+
+static int
+dup_bytes(char **dst, const char *src, size_t len, bool nul)
+{
+	*dst = NULL;
+	if (src == NULL)
+		return 0;
+	if ((*dst = malloc(len + (nul ? 1 : 0) + (len == 0))) == NULL)
+		return W2K_ENOMEM;
+	memcpy(*dst, src, len);
+	if (nul)
+		(*dst)[len] = '\0';
+	return 0;
+}
+
+int
+record_copy(struct record *dst, const struct record *src)
+{
+	*dst = *src;
+	dst->topic = dst->key = dst->value = dst->hdrs = dst->type = NULL;
+	if (dup_bytes(&dst->topic, src->topic,
+	    src->topic ? strlen(src->topic) : 0, true) != 0 ||
+	    dup_bytes(&dst->key, src->key, src->key_len, false) != 0 ||
+	    dup_bytes(&dst->value, src->value, src->value_len, false) != 0 ||
+	    dup_bytes(&dst->hdrs, src->hdrs, src->hdrs_len, false) != 0 ||
+	    dup_bytes(&dst->type, src->type,
+	    src->type ? strlen(src->type) : 0, true) != 0) {
+		record_clear(dst);
+		return W2K_ENOMEM;
+	}
+	return 0;
+}
