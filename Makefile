@@ -23,7 +23,7 @@ B ?= build
 DEPS      = libwebsockets openssl libcjson rdkafka libconfig libsystemd
 DEB_PKGS  = build-essential pkg-config libwebsockets-dev libssl-dev \
             libcjson-dev librdkafka-dev libconfig-dev libsystemd-dev \
-            libcmocka-dev kcat openssl clang libclang-rt-14-dev
+            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)
 

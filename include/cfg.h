@@ -99,6 +99,9 @@ struct cfg {
 	struct cfg_spool spool;
 	char		*http_listen;	/* "host:port"; NULL = disabled */
 	enum log_level	 log_level;	/* default info */
+	struct cfg_where *where;	/* private to cfg.c: file and line of
+					   each setting, for cfg_check(); may
+					   be NULL */
 };
 
 /**
@@ -159,5 +162,12 @@ bool cfg_pbx_equal(const struct cfg_pbx *a, const struct cfg_pbx *b);
  * @returns 0 and *out, or W2K_EINVAL.
  */
 int cfg_parse_size(const char *s, uint64_t *out);
+
+/**
+ * @brief Every key of the schema as a dotted path ("pbx.backoff.initial"),
+ *        for the test that keeps wsi2kafka.conf(5) complete.
+ * @returns a static, NULL-terminated array.
+ */
+const char *const *cfg_schema_keys(void);
 
 #endif

@@ -68,6 +68,21 @@ struct norm_result {
  */
 int norm_frame(const struct norm_frame *in, struct norm_result *res);
 
+/**
+ * @brief Build a dead letter for bytes that cannot be published as they are
+ *        (a bad frame, or a record the broker refuses for good).
+ * @param pbx    PBX name (the key), borrowed.
+ * @param reason the "reason" field, borrowed (a NORM_DL_* or a Kafka
+ *               error name).
+ * @param raw    the bytes, borrowed; cut to NORM_DL_RAW_MAX.
+ * @param truncated  raw is already only the beginning of something larger.
+ * @param out    out: the record (topic NULL), owned by the caller.
+ * @returns 0 or W2K_ENOMEM (out zeroed).
+ */
+int norm_dead_letter(const char *pbx, const char *reason,
+    const unsigned char *raw, size_t len, bool truncated, int64_t received_us,
+    struct record *out);
+
 /** @brief Free what res owns and zero it. */
 void norm_result_clear(struct norm_result *res);
 

@@ -1,0 +1,118 @@
+/*
+ * pbx.h — one PortSIP WSI session per configured PBX (contract §6).
+ *
+ * A session connects (TLS with SNI and verification), upgrades to a
+ * WebSocket, authenticates with the `auth` command, sends one `subscribe`
+ * per configured subscription and then streams frames: every complete frame
+ * is normalized (norm.h), routed (route.h) and handed to the environment's
+ * emit function. Any close, error, missed pong or idle_timeout of silence
+ * reconnects with exponential backoff and full jitter, trying the next URL.
+ *
+ * All sessions live in one libwebsockets context and run on its event loop
+ * thread; nothing here blocks, except that Debian's lws resolves host names
+ * with a blocking getaddrinfo() inside connect. pbx.c never touches Kafka.
+ */
+#ifndef PBX_H
+#define PBX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "cfg.h"
+#include "record.h"
+#include "route.h"
+
+struct pbx;
+
+enum pbx_state {
+	PBX_STOPPED,		/* not started, or stopped for good */
+	PBX_WAITING,		/* backoff: the next connect is scheduled */
+	PBX_CONNECTING,		/* TCP, TLS and the WebSocket upgrade */
+	PBX_AUTHENTICATING,	/* auth sent, waiting for its reply */
+	PBX_SUBSCRIBED,		/* every subscribe sent: streaming */
+};
+
+/* Why a session ended: a small fixed set, usable as a metric label. */
+enum pbx_disc {
+	PBX_DISC_CLOSED,	/* the PBX closed the connection */
+	PBX_DISC_ERROR,		/* connect or transport error */
+	PBX_DISC_TLS,		/* TLS handshake / verification failed */
+	PBX_DISC_AUTH,		/* the PBX rejected our credentials */
+	PBX_DISC_TIMEOUT,	/* no auth reply within auth_timeout */
+	PBX_DISC_IDLE,		/* idle_timeout of silence (pings unanswered) */
+	PBX_DISC_STOPPED,	/* we stopped it (shutdown, reload) */
+	PBX_DISC_COUNT
+};
+
+/**
+ * Where records go. emit() borrows rec for the duration of the call (it
+ * copies what it keeps) and returns 0, or W2K_EAGAIN when it accepted the
+ * record but wants input slowed down (see pbx_rx_pause()).
+ */
+typedef int pbx_emit_fn(void *ctx, const struct record *rec);
+
+struct pbx_env {
+	struct lws_context	*context;	/* borrowed */
+	const struct route_table *routes;	/* borrowed; may be swapped
+						   between frames (reload) */
+	const char		*dead_letter_topic; /* borrowed, likewise */
+	pbx_emit_fn		*emit;
+	void			*emit_ctx;
+};
+
+/* Counters kept per session, for logs, STATUS= and metrics. */
+struct pbx_stats {
+	uint64_t	connects_ok;
+	uint64_t	connects_failed;
+	uint64_t	disconnects[PBX_DISC_COUNT];
+	uint64_t	frames;		/* complete frames received */
+	uint64_t	events;		/* event records emitted */
+	uint64_t	dead_letters;
+	uint64_t	replies;	/* command replies handled */
+};
+
+/**
+ * @brief Create a session (not yet connected).
+ * @param pc  borrowed; must outlive the session (owned by the live cfg).
+ * @param env borrowed; must outlive the session.
+ * @param pp  out: the session, owned by the caller (pbx_free()).
+ * @returns 0, W2K_ENOMEM, or W2K_EINVAL when lws refuses the TLS settings
+ *          (logged with the PBX name).
+ */
+int pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
+    struct pbx **pp);
+
+/** @brief Schedule the first connect (right away). */
+void pbx_start(struct pbx *p);
+
+/**
+ * @brief Close the session for good: no reconnect afterwards. The close
+ *        completes on the event loop; pbx_idle() tells when it is done.
+ */
+void pbx_stop(struct pbx *p);
+
+/** @returns true when the session has no connection and no timer left. */
+bool pbx_idle(const struct pbx *p);
+
+/**
+ * @brief Free a stopped session. Call after pbx_stop() once pbx_idle(), or
+ *        after lws_context_destroy(). NULL is a no-op.
+ */
+void pbx_free(struct pbx *p);
+
+/** @brief Stop (true) or resume (false) reading from the PBX: backpressure. */
+void pbx_rx_pause(struct pbx *p, bool pause);
+
+/** @brief Rebind the session to a new cfg entry that cfg_pbx_equal()s the
+ *        old one (reload): nothing else changes. */
+void pbx_rebind(struct pbx *p, const struct cfg_pbx *pc);
+
+enum pbx_state pbx_get_state(const struct pbx *p);
+const char *pbx_state_name(enum pbx_state st);
+const char *pbx_disc_name(enum pbx_disc why);
+const char *pbx_name(const struct pbx *p);
+const struct pbx_stats *pbx_get_stats(const struct pbx *p);
+
+#endif

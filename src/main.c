@@ -1,0 +1,399 @@
+/*
+ * main.c — command line, signals, wiring, and the startup and shutdown
+ * order (style.md §15.7). The only file that exits.
+ *
+ * Startup: argv → config (exit 78 on any problem) → signals → producer (or
+ * the dry-run printer) → lws context → one session per PBX → READY=1.
+ * Shutdown (SIGTERM/SIGINT): STOPPING=1 → close the PBX sessions (input
+ * first) → flush Kafka for up to 10 s → free in reverse order → exit 0.
+ */
+#include "cfg.h"
+#include "ksink.h"
+#include "log.h"
+#include "pbx.h"
+#include "route.h"
+#include "w2k.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+#include <systemd/sd-daemon.h>
+
+#define DEFAULT_CONFIG		"/etc/wsi2kafka/wsi2kafka.conf"
+#define FLUSH_TIMEOUT_MS	10000	/* contract §7 */
+#define CLOSE_TIMEOUT_US	(3LL * 1000 * 1000)
+#define HOUSEKEEPING_US		(200 * 1000)
+
+static volatile sig_atomic_t got_term, got_hup;
+
+struct daemon {
+	struct cfg		*cfg;
+	struct lws_context	*context;
+	struct route_table	*routes;
+	struct ksink		*ks;		/* NULL in --dry-run */
+	struct ksink_env	 ks_env;
+	struct pbx		**pbx;
+	struct pbx_env		 pbx_env;
+	lws_sorted_usec_list_t	 sul_housekeeping;
+	uint64_t		 printed;	/* --dry-run records */
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: wsi2kafka [-c FILE] [-t | -n] [-l LEVEL] [-V] [-h]\n"
+	    "  -c, --config FILE      configuration file (default %s)\n"
+	    "  -t, --check-config     load and validate everything, print a "
+	    "short summary, exit\n"
+	    "  -n, --dry-run          run the PBX sessions, print each record "
+	    "as one JSON line\n"
+	    "                         on stdout instead of producing to Kafka\n"
+	    "  -l, --log-level LEVEL  error | warning | info | debug "
+	    "(overrides the file)\n"
+	    "  -V, --version\n"
+	    "  -h, --help\n", DEFAULT_CONFIG);
+}
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_term = 1;
+}
+
+static int
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the signal must interrupt lws's poll(). */
+	if (sigaction(SIGTERM, &sa, NULL) != 0 ||
+	    sigaction(SIGINT, &sa, NULL) != 0 ||
+	    sigaction(SIGHUP, &sa, NULL) != 0)
+		return W2K_EIO;
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL) == 0 ? 0 : W2K_EIO;
+}
+
+/* ---- sinks ------------------------------------------------------------- */
+
+static int
+emit_kafka(void *ctx, const struct record *rec)
+{
+	struct daemon *d = ctx;
+
+	return ksink_produce(d->ks, rec);
+}
+
+/*
+ * --dry-run: one JSON line per record on stdout, with the value embedded as
+ * JSON (it is always our own valid JSON), so `jq` reads the stream.
+ */
+static int
+emit_print(void *ctx, const struct record *rec)
+{
+	struct daemon *d = ctx;
+	cJSON *o = cJSON_CreateObject(), *h, *v;
+	const char *name, *value;
+	size_t pos = 0;
+	char *line;
+
+	if (o == NULL)
+		return W2K_ENOMEM;
+	cJSON_AddStringToObject(o, "topic", rec->topic);
+	if (rec->key != NULL) {
+		char *key = strndup(rec->key, rec->key_len);
+
+		cJSON_AddStringToObject(o, "key", key ? key : "");
+		free(key);
+	} else {
+		cJSON_AddNullToObject(o, "key");
+	}
+	h = cJSON_AddObjectToObject(o, "headers");
+	while (h != NULL && record_hdr_next(rec, &pos, &name, &value))
+		cJSON_AddStringToObject(h, name, value);
+	v = cJSON_ParseWithLength(rec->value, rec->value_len);
+	if (v != NULL)
+		cJSON_AddItemToObject(o, "value", v);
+	if ((line = cJSON_PrintUnformatted(o)) != NULL) {
+		puts(line);
+		fflush(stdout);
+		free(line);
+		d->printed++;
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+static void
+on_pressure(void *ctx, bool high)
+{
+	struct daemon *d = ctx;
+
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		pbx_rx_pause(d->pbx[i], high);
+}
+
+/*
+ * lws 4.1 ignores lws_service()'s timeout (§13.3-7): a signal that lands
+ * just before poll() would wait for the next timer. This one bounds that.
+ */
+static void
+housekeeping_cb(lws_sorted_usec_list_t *sul)
+{
+	struct daemon *d = lws_container_of(sul, struct daemon,
+	    sul_housekeeping);
+
+	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
+	    HOUSEKEEPING_US);
+}
+
+/* ---- startup ----------------------------------------------------------- */
+
+static void
+print_summary(const struct cfg *cfg)
+{
+	printf("configuration %s is valid\n", cfg->file);
+	for (size_t i = 0; i < cfg->npbx; i++) {
+		const struct cfg_pbx *pc = &cfg->pbx[i];
+
+		printf("  pbx %s: %zu url%s (%s%s), %zu subscription%s, "
+		    "tls verify %s\n", pc->name, pc->nurls,
+		    pc->nurls == 1 ? "" : "s", pc->urls[0].text,
+		    pc->nurls > 1 ? ", …" : "", pc->nsubs,
+		    pc->nsubs == 1 ? "" : "s", pc->tls.verify ? "on" : "OFF");
+	}
+	printf("  kafka: brokers %s, %zu route%s, dead letters to %s\n",
+	    cfg->kafka.brokers, cfg->kafka.nroutes,
+	    cfg->kafka.nroutes == 1 ? "" : "s", cfg->kafka.dead_letter_topic);
+	printf("  spool: %s\n", cfg->spool.dir);
+	printf("  http: %s\n", cfg->http_listen ? cfg->http_listen :
+	    "disabled");
+}
+
+static int
+daemon_start(struct daemon *d, bool dry_run)
+{
+	struct lws_context_creation_info info;
+	size_t bad;
+	int r;
+
+	if ((r = route_new(d->cfg->kafka.routes, d->cfg->kafka.nroutes,
+	    &d->routes, &bad)) != 0) {
+		log_err("kafka.routes[%zu]: cannot compile", bad);
+		return r;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+	    LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	if ((d->context = lws_create_context(&info)) == NULL) {
+		log_err("cannot create the libwebsockets context");
+		return W2K_EFATAL;
+	}
+
+	if (dry_run) {
+		d->pbx_env.emit = emit_print;
+	} else {
+		d->ks_env.context = d->context;
+		d->ks_env.pressure = on_pressure;
+		d->ks_env.pressure_ctx = d;
+		if ((r = ksink_new(d->cfg, &d->ks_env, &d->ks)) != 0)
+			return r;
+		d->pbx_env.emit = emit_kafka;
+	}
+	d->pbx_env.emit_ctx = d;
+	d->pbx_env.context = d->context;
+	d->pbx_env.routes = d->routes;
+	d->pbx_env.dead_letter_topic = d->cfg->kafka.dead_letter_topic;
+
+	if ((d->pbx = calloc(d->cfg->npbx, sizeof(*d->pbx))) == NULL)
+		return W2K_ENOMEM;
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		if ((r = pbx_new(&d->cfg->pbx[i], &d->pbx_env, &d->pbx[i])) != 0)
+			return r;
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		pbx_start(d->pbx[i]);
+	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
+	    HOUSEKEEPING_US);
+	return 0;
+}
+
+/* ---- shutdown ------------------------------------------------------- */
+
+static bool
+all_sessions_closed(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		if (d->pbx[i] != NULL && !pbx_idle(d->pbx[i]))
+			return false;
+	return true;
+}
+
+static int
+daemon_stop(struct daemon *d)
+{
+	int64_t deadline = w2k_mono_us() + CLOSE_TIMEOUT_US;
+	uint64_t left = 0;
+
+	sd_notify(0, "STOPPING=1");
+	log_info("shutting down: closing PBX sessions");
+	/* Input first, so nothing new arrives while Kafka is flushed. */
+	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
+		if (d->pbx[i] != NULL)
+			pbx_stop(d->pbx[i]);
+	while (d->pbx != NULL && !all_sessions_closed(d) &&
+	    w2k_mono_us() < deadline)
+		lws_service(d->context, 0);
+	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++) {
+		const struct pbx_stats *st;
+
+		if (d->pbx[i] == NULL)
+			continue;
+		st = pbx_get_stats(d->pbx[i]);
+		log_info("pbx %s: %" PRIu64 " frames, %" PRIu64 " events, %"
+		    PRIu64 " dead letters, %" PRIu64 " connects",
+		    pbx_name(d->pbx[i]), st->frames, st->events,
+		    st->dead_letters, st->connects_ok);
+	}
+	if (d->ks != NULL) {
+		log_info("shutting down: flushing Kafka (up to %d s)",
+		    FLUSH_TIMEOUT_MS / 1000);
+		left = ksink_flush(d->ks, FLUSH_TIMEOUT_MS);
+	}
+	return left == 0 ? 0 : W2K_EAGAIN;
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+	if (d->context != NULL)
+		lws_sul_cancel(&d->sul_housekeeping);
+	ksink_free(d->ks);
+	/* Sessions before the context: pbx_free() detaches live wsis. */
+	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
+		pbx_free(d->pbx[i]);
+	free(d->pbx);
+	if (d->context != NULL)
+		lws_context_destroy(d->context);
+	route_free(d->routes);
+	cfg_free(d->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "check-config", no_argument, NULL, 't' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *path = DEFAULT_CONFIG, *level_arg = NULL;
+	bool check = false, dry_run = false;
+	struct daemon d;
+	enum log_level level = LOG_LVL_INFO;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "c:hl:ntV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return W2K_EXIT_OK;
+		case 'l':
+			level_arg = optarg;
+			break;
+		case 'n':
+			dry_run = true;
+			break;
+		case 't':
+			check = true;
+			break;
+		case 'V':
+			printf("wsi2kafka %s\n", W2K_VERSION);
+			return W2K_EXIT_OK;
+		default:
+			usage(stderr);
+			return W2K_EXIT_USAGE;
+		}
+	}
+	if (optind != argc || (check && dry_run)) {
+		fprintf(stderr, "wsi2kafka: %s\n", optind != argc ?
+		    "unexpected argument" : "-t and -n exclude each other");
+		usage(stderr);
+		return W2K_EXIT_USAGE;
+	}
+	if (level_arg != NULL && log_level_parse(level_arg, &level) != 0) {
+		fprintf(stderr, "wsi2kafka: unknown log level '%s'\n",
+		    level_arg);
+		usage(stderr);
+		return W2K_EXIT_USAGE;
+	}
+
+	log_init(level);
+	lws_set_log_level(log_lws_mask(), log_lws_emit);
+	memset(&d, 0, sizeof(d));
+	if (cfg_load(path, &d.cfg, NULL, NULL) != 0 ||
+	    cfg_check(d.cfg, check ? CFG_CHECK_SPOOL : 0, NULL, NULL) != 0) {
+		log_err("configuration %s is not valid", path);
+		cfg_free(d.cfg);
+		return W2K_EXIT_CONFIG;
+	}
+	if (level_arg == NULL)
+		log_set_level(d.cfg->log_level);
+	else
+		log_set_level(level);
+	if (check) {
+		print_summary(d.cfg);
+		cfg_free(d.cfg);
+		return W2K_EXIT_OK;
+	}
+	if (install_signals() != 0) {
+		log_err("cannot install signal handlers");
+		cfg_free(d.cfg);
+		return W2K_EXIT_FAIL;
+	}
+
+	if ((r = daemon_start(&d, dry_run)) != 0) {
+		log_err("startup failed: %s", w2k_strerror(r));
+		daemon_free(&d);
+		return r == W2K_EINVAL ? W2K_EXIT_CONFIG : W2K_EXIT_FAIL;
+	}
+	log_info("wsi2kafka %s started: %zu PBX%s, %s", W2K_VERSION,
+	    d.cfg->npbx, d.cfg->npbx == 1 ? "" : "s",
+	    dry_run ? "dry run (records on stdout)" : d.cfg->kafka.brokers);
+	sd_notify(0, "READY=1");
+
+	while (!got_term) {
+		lws_service(d.context, 0);
+		if (got_hup) {
+			got_hup = 0;
+			log_warn("SIGHUP: reloading is not supported by this "
+			    "version; restart the service to apply changes");
+		}
+	}
+	r = daemon_stop(&d);
+	daemon_free(&d);
+	log_info("stopped%s", r == 0 ? "" : " (records left undelivered)");
+	return W2K_EXIT_OK;
+}

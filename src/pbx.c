@@ -1,0 +1,799 @@
+/*
+ * pbx.c — the PortSIP WSI session state machine on libwebsockets 4.1.
+ *
+ *   WAITING --connect--> CONNECTING --ESTABLISHED--> AUTHENTICATING
+ *   --auth reply status 0--> (subscribes written) --> SUBSCRIBED
+ *   any failure --> WAITING (backoff, next URL)        stop --> STOPPED
+ *
+ * What this file must never do: block, touch Kafka, or put the password
+ * anywhere but the one auth frame on the wire (wiped once written).
+ *
+ * Liveness is ours, not lws's: one 1 s tick per connected session sends a
+ * WebSocket ping every ping_interval, closes after idle_timeout without any
+ * frame (pongs count) and after auth_timeout without an auth reply. lws's
+ * own validity pings are pushed out of the way (a policy of 65535 s) so
+ * that every disconnect has exactly one reason we can name and count.
+ */
+#include "pbx.h"
+#include "backoff.h"
+#include "log.h"
+#include "norm.h"
+#include "w2k.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+
+#define PBX_TICK_US		(1000 * 1000)
+#define PBX_HEALTHY_US		(60LL * 1000 * 1000)	/* contract §6 */
+#define PBX_CLOSE_GRACE_S	2	/* backstop when WRITEABLE never comes */
+
+struct pbx_msg {
+	unsigned char	*buf;	/* LWS_PRE headroom + payload */
+	size_t		 len;	/* payload bytes */
+	bool		 secret;/* wipe before free (auth) */
+};
+
+struct pbx {
+	const struct cfg_pbx	*pc;	/* borrowed: the live cfg */
+	const struct pbx_env	*env;	/* borrowed */
+	struct lws_vhost	*vhost;	/* ours: this PBX's TLS settings */
+	struct lws		*wsi;	/* borrowed; NULL when not connected */
+	enum pbx_state		 state;
+	bool			 stopping;
+	bool			 rx_paused;
+	bool			 closing;	/* close requested, reason set */
+	enum pbx_disc		 close_reason;
+	size_t			 url_idx;
+	struct backoff		 bo;
+	lws_sorted_usec_list_t	 sul_connect;
+	lws_sorted_usec_list_t	 sul_tick;
+	int64_t			 last_rx_us;	/* monotonic */
+	int64_t			 last_ping_us;
+	int64_t			 auth_sent_us;
+	int64_t			 subscribed_us;
+	/* send queue: auth, then one subscribe per subscription */
+	struct pbx_msg		*sendq;		/* 1 + nsubs slots */
+	size_t			 sendq_cap, nsend, sent;
+	size_t			 nsubs_queued;
+	bool			 ping_due;
+	/* frame reassembly, bounded by max_frame */
+	unsigned char		*rx;
+	size_t			 rx_len, rx_cap, rx_total;
+	bool			 rx_in_msg, rx_too_large;
+	int64_t			 rx_received_us;
+	struct pbx_stats	 stats;
+};
+
+static const lws_retry_bo_t idle_policy = {
+	/* lws's validity pings off in practice (see the file comment) */
+	.secs_since_valid_ping = 65535,
+	.secs_since_valid_hangup = 65535,
+};
+
+static int pbx_callback(struct lws *, enum lws_callback_reasons, void *,
+    void *, size_t);
+
+static const struct lws_protocols pbx_protocols[] = {
+	{ .name = "wsi2kafka-pbx", .callback = pbx_callback,
+	  .rx_buffer_size = 65536 },
+	{ .name = NULL }
+};
+
+static const char *const state_names[] = {
+	[PBX_STOPPED] = "stopped", [PBX_WAITING] = "waiting",
+	[PBX_CONNECTING] = "connecting",
+	[PBX_AUTHENTICATING] = "authenticating",
+	[PBX_SUBSCRIBED] = "subscribed",
+};
+
+static const char *const disc_names[] = {
+	[PBX_DISC_CLOSED] = "closed", [PBX_DISC_ERROR] = "error",
+	[PBX_DISC_TLS] = "tls", [PBX_DISC_AUTH] = "auth",
+	[PBX_DISC_TIMEOUT] = "timeout", [PBX_DISC_IDLE] = "idle",
+	[PBX_DISC_STOPPED] = "stopped",
+};
+
+const char *
+pbx_state_name(enum pbx_state st)
+{
+	return (unsigned)st < W2K_ARRAY_SIZE(state_names) ?
+	    state_names[st] : "?";
+}
+
+const char *
+pbx_disc_name(enum pbx_disc why)
+{
+	return (unsigned)why < W2K_ARRAY_SIZE(disc_names) ?
+	    disc_names[why] : "?";
+}
+
+const char *
+pbx_name(const struct pbx *p)
+{
+	return p->pc->name;
+}
+
+enum pbx_state
+pbx_get_state(const struct pbx *p)
+{
+	return p->state;
+}
+
+const struct pbx_stats *
+pbx_get_stats(const struct pbx *p)
+{
+	return &p->stats;
+}
+
+static const struct cfg_url *
+cur_url(const struct pbx *p)
+{
+	return &p->pc->urls[p->url_idx];
+}
+
+static uint32_t
+pbx_rand(void *ctx)
+{
+	struct pbx *p = ctx;
+	uint32_t r = 0;
+
+	if (lws_get_random(p->env->context, &r, sizeof(r)) != sizeof(r))
+		r = (uint32_t)w2k_mono_us();	/* jitter only; not security */
+	return r;
+}
+
+/* ---- send queue ---------------------------------------------------- */
+
+static void
+sendq_clear(struct pbx *p)
+{
+	for (size_t i = 0; i < p->nsend; i++) {
+		if (p->sendq[i].secret)
+			explicit_bzero(p->sendq[i].buf, LWS_PRE + p->sendq[i].len);
+		free(p->sendq[i].buf);
+	}
+	p->nsend = p->sent = p->nsubs_queued = 0;
+	p->ping_due = false;
+}
+
+/* Print a cJSON command into a new queue slot (with LWS_PRE headroom). */
+static int
+sendq_push(struct pbx *p, cJSON *cmd, bool secret)
+{
+	struct pbx_msg *m;
+	char *text;
+	size_t len;
+
+	if (p->nsend == p->sendq_cap)
+		return W2K_EFULL;
+	if ((text = cJSON_PrintUnformatted(cmd)) == NULL)
+		return W2K_ENOMEM;
+	len = strlen(text);
+	m = &p->sendq[p->nsend];
+	if ((m->buf = malloc(LWS_PRE + len)) == NULL) {
+		if (secret)
+			explicit_bzero(text, len);
+		free(text);
+		return W2K_ENOMEM;
+	}
+	memcpy(m->buf + LWS_PRE, text, len);
+	if (secret)
+		explicit_bzero(text, len);
+	free(text);
+	m->len = len;
+	m->secret = secret;
+	p->nsend++;
+	return 0;
+}
+
+static int
+queue_auth(struct pbx *p)
+{
+	const struct cfg_pbx *pc = p->pc;
+	cJSON *cmd = cJSON_CreateObject();
+	int r = W2K_ENOMEM;
+
+	/*
+	 * String references, not copies: the password then exists only in
+	 * the cfg and in the printed frame, which sendq wipes after writing.
+	 */
+	if (cmd == NULL ||
+	    !cJSON_AddItemToObject(cmd, "command",
+	    cJSON_CreateStringReference("auth")) ||
+	    !cJSON_AddItemToObject(cmd,
+	    pc->username ? "username" : "extension_number",
+	    cJSON_CreateStringReference(pc->username ? pc->username :
+	    pc->extension_number)) ||
+	    !cJSON_AddItemToObject(cmd, "password",
+	    cJSON_CreateStringReference(pc->password)) ||
+	    (pc->domain != NULL && !cJSON_AddItemToObject(cmd, "domain",
+	    cJSON_CreateStringReference(pc->domain))))
+		goto out;
+	r = sendq_push(p, cmd, true);
+out:
+	cJSON_Delete(cmd);
+	return r;
+}
+
+static int
+add_strv(cJSON *cmd, const char *name, const struct cfg_strv *sv)
+{
+	cJSON *arr;
+
+	if (sv->n == 0)
+		return 0;
+	if ((arr = cJSON_AddArrayToObject(cmd, name)) == NULL)
+		return W2K_ENOMEM;
+	for (size_t i = 0; i < sv->n; i++)
+		if (!cJSON_AddItemToArray(arr,
+		    cJSON_CreateStringReference(sv->v[i])))
+			return W2K_ENOMEM;
+	return 0;
+}
+
+static int
+queue_subscribes(struct pbx *p)
+{
+	for (size_t i = 0; i < p->pc->nsubs; i++) {
+		const struct cfg_sub *s = &p->pc->subs[i];
+		cJSON *cmd = cJSON_CreateObject();
+		int r = W2K_ENOMEM;
+
+		if (cmd != NULL && cJSON_AddStringToObject(cmd, "command",
+		    "subscribe") != NULL &&
+		    add_strv(cmd, "topics", &s->topics) == 0 &&
+		    add_strv(cmd, "extensions", &s->extensions) == 0 &&
+		    add_strv(cmd, "queues", &s->queues) == 0 &&
+		    add_strv(cmd, "tenants", &s->tenants) == 0)
+			r = sendq_push(p, cmd, false);
+		cJSON_Delete(cmd);
+		if (r != 0)
+			return r;
+		p->nsubs_queued++;
+	}
+	return 0;
+}
+
+/* ---- connection lifecycle ---------------------------------------- */
+
+static void pbx_connect_cb(lws_sorted_usec_list_t *sul);
+static void pbx_tick_cb(lws_sorted_usec_list_t *sul);
+
+static void
+rx_reset(struct pbx *p)
+{
+	p->rx_len = p->rx_total = 0;
+	p->rx_in_msg = p->rx_too_large = false;
+}
+
+/*
+ * The one place a connection ends, whatever ended it. Schedules the next
+ * connect unless the session is stopping.
+ */
+static void
+session_ended(struct pbx *p, enum pbx_disc why)
+{
+	int64_t delay;
+
+	p->wsi = NULL;		/* lws never clears *pwsi on close (§13.3-4) */
+	lws_sul_cancel(&p->sul_tick);
+	sendq_clear(p);
+	rx_reset(p);
+	p->closing = false;
+	p->stats.disconnects[why]++;
+	if (p->stopping) {
+		p->state = PBX_STOPPED;
+		return;
+	}
+	if (p->pc->nurls > 1)
+		p->url_idx = (p->url_idx + 1) % p->pc->nurls;
+	delay = backoff_next(&p->bo, why == PBX_DISC_AUTH, pbx_rand, p);
+	p->state = PBX_WAITING;
+	log_info("pbx %s: reconnecting to %s in %.1f s", p->pc->name,
+	    cur_url(p)->text, (double)delay / 1e6);
+	lws_sul_schedule(p->env->context, 0, &p->sul_connect, pbx_connect_cb,
+	    delay);
+}
+
+/*
+ * Ask for the connection to close, from anywhere on the loop: the close
+ * itself happens in WRITEABLE (returning -1 there is the only clean way to
+ * drop a client connection in lws 4.1); the timeout is the backstop for a
+ * socket that never becomes writeable.
+ */
+static void
+request_close(struct pbx *p, enum pbx_disc why)
+{
+	if (p->wsi == NULL || p->closing)
+		return;
+	p->closing = true;
+	p->close_reason = why;
+	lws_set_timeout(p->wsi, PENDING_TIMEOUT_USER_OK, PBX_CLOSE_GRACE_S);
+	lws_callback_on_writable(p->wsi);
+}
+
+static void
+pbx_connect_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pbx *p = lws_container_of(sul, struct pbx, sul_connect);
+	const struct cfg_url *u = cur_url(p);
+	struct lws_client_connect_info i;
+
+	if (p->stopping)
+		return;
+	memset(&i, 0, sizeof(i));
+	i.context = p->env->context;
+	i.vhost = p->vhost;
+	i.address = u->host;
+	i.port = u->port;
+	i.path = u->path;
+	i.host = u->host;	/* Host header, SNI and the name verified */
+	i.origin = u->host;
+	i.protocol = NULL;	/* WSI uses no subprotocol (portsip-wsi §1) */
+	i.local_protocol_name = pbx_protocols[0].name;
+	i.retry_and_idle_policy = &idle_policy;
+	i.opaque_user_data = p;
+	i.pwsi = &p->wsi;
+	if (u->tls) {
+		i.ssl_connection = LCCSCF_USE_SSL;
+		if (!p->pc->tls.verify)
+			i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+			    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+			    LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+	}
+	p->state = PBX_CONNECTING;
+	log_debug("pbx %s: connecting to %s", p->pc->name, u->text);
+	/*
+	 * NULL means it failed before any callback could report it (with
+	 * Debian's blocking DNS, a name that does not resolve ends here):
+	 * no CONNECTION_ERROR follows, so retry from here (§13.3-3).
+	 */
+	if (lws_client_connect_via_info(&i) == NULL) {
+		log_warn("pbx %s: cannot connect to %s", p->pc->name, u->text);
+		p->stats.connects_failed++;
+		session_ended(p, PBX_DISC_ERROR);
+	}
+}
+
+static void
+pbx_tick_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pbx *p = lws_container_of(sul, struct pbx, sul_tick);
+	const struct cfg_pbx *pc = p->pc;
+	int64_t now = w2k_mono_us();
+
+	if (p->wsi == NULL)
+		return;
+	if (p->state == PBX_AUTHENTICATING &&
+	    now - p->auth_sent_us > (int64_t)pc->auth_timeout * 1000000) {
+		log_warn("pbx %s: no auth reply from %s within %d s",
+		    pc->name, cur_url(p)->text, pc->auth_timeout);
+		request_close(p, PBX_DISC_TIMEOUT);
+	}
+	/* While we hold reads back the PBX may be talking: not idle. */
+	if (p->rx_paused)
+		p->last_rx_us = now;
+	if (now - p->last_rx_us > (int64_t)pc->idle_timeout * 1000000) {
+		log_warn("pbx %s: nothing received from %s for %d s",
+		    pc->name, cur_url(p)->text, pc->idle_timeout);
+		request_close(p, PBX_DISC_IDLE);
+	}
+	if (now - p->last_ping_us >= (int64_t)pc->ping_interval * 1000000) {
+		p->ping_due = true;
+		p->last_ping_us = now;
+		lws_callback_on_writable(p->wsi);
+	}
+	if (p->state == PBX_SUBSCRIBED && p->bo.attempt != 0 &&
+	    now - p->subscribed_us >= PBX_HEALTHY_US)
+		backoff_reset(&p->bo);
+	lws_sul_schedule(p->env->context, 0, &p->sul_tick, pbx_tick_cb,
+	    PBX_TICK_US);
+}
+
+/* ---- frames ---------------------------------------------------------- */
+
+static void
+handle_reply(struct pbx *p, const struct norm_result *res)
+{
+	const char *cmd = res->reply_command;
+	const char *err = res->reply_error ? res->reply_error : "no reason given";
+
+	p->stats.replies++;
+	if (cmd == NULL || strcmp(cmd, "auth") == 0) {
+		if (p->state != PBX_AUTHENTICATING) {
+			log_debug("pbx %s: unexpected auth reply ignored",
+			    p->pc->name);
+			return;
+		}
+		if (res->reply_status != 0) {
+			log_err("pbx %s: authentication rejected by %s: %s",
+			    p->pc->name, cur_url(p)->text, err);
+			request_close(p, PBX_DISC_AUTH);
+			return;
+		}
+		log_info("pbx %s: authenticated to %s", p->pc->name,
+		    cur_url(p)->text);
+		if (queue_subscribes(p) != 0) {
+			log_err("pbx %s: cannot build subscribe commands",
+			    p->pc->name);
+			request_close(p, PBX_DISC_ERROR);
+			return;
+		}
+		lws_callback_on_writable(p->wsi);
+		return;
+	}
+	/*
+	 * A refused subscription leaves the session up (portsip-wsi §6 #6):
+	 * the other subscriptions still deliver, and the operator sees why.
+	 */
+	if (res->reply_status != 0)
+		log_err("pbx %s: %s rejected by %s: %s", p->pc->name, cmd,
+		    cur_url(p)->text, err);
+	else
+		log_debug("pbx %s: %s ok", p->pc->name, cmd);
+}
+
+static void
+emit(struct pbx *p, struct record *rec, const char *topic)
+{
+	if ((rec->topic = strdup(topic)) == NULL) {
+		log_err("pbx %s: out of memory routing a record", p->pc->name);
+		return;
+	}
+	p->env->emit(p->env->emit_ctx, rec);
+}
+
+static void
+handle_frame(struct pbx *p)
+{
+	struct norm_frame in = {
+		.pbx = p->pc->name, .data = p->rx, .len = p->rx_len,
+		.too_large = p->rx_too_large,
+		.received_us = p->rx_received_us,
+	};
+	struct norm_result res;
+
+	p->stats.frames++;
+	if (norm_frame(&in, &res) != 0) {
+		/* Nothing to publish without memory; the next frame may fit. */
+		log_err("pbx %s: out of memory normalizing a %zu-byte frame",
+		    p->pc->name, p->rx_total);
+		norm_result_clear(&res);
+		return;
+	}
+	switch (res.kind) {
+	case NORM_REPLY:
+		handle_reply(p, &res);
+		break;
+	case NORM_DEAD:
+		p->stats.dead_letters++;
+		log_warn("pbx %s: dead letter (%s), %zu-byte frame",
+		    p->pc->name, res.dead_reason, p->rx_total);
+		emit(p, &res.recs[0], p->env->dead_letter_topic);
+		break;
+	case NORM_EVENTS:
+		for (size_t i = 0; i < res.nrecs; i++) {
+			const char *topic = route_lookup(p->env->routes,
+			    res.recs[i].type);
+
+			/*
+			 * No route: the record is kept, on the dead-letter
+			 * topic, marked, rather than dropped in silence.
+			 */
+			if (topic == NULL) {
+				topic = p->env->dead_letter_topic;
+				if (record_hdr_add(&res.recs[i],
+				    "dead_letter_reason", "no_route") != 0)
+					continue;
+				p->stats.dead_letters++;
+				log_warn("pbx %s: no route for event type "
+				    "'%s': sent to %s", p->pc->name,
+				    res.recs[i].type, topic);
+			} else {
+				p->stats.events++;
+			}
+			emit(p, &res.recs[i], topic);
+		}
+		break;
+	}
+	norm_result_clear(&res);
+}
+
+/* Append a piece of a message; keep at most max_frame bytes. */
+static void
+rx_append(struct pbx *p, const void *in, size_t len)
+{
+	size_t keep, want;
+
+	if (!p->rx_in_msg) {
+		rx_reset(p);
+		p->rx_in_msg = true;
+		p->rx_received_us = w2k_now_us();
+	}
+	p->rx_total += len;
+	if (!p->rx_too_large && p->rx_total > p->pc->max_frame) {
+		/*
+		 * Over the limit: keep only what a dead letter shows and
+		 * drop the rest as it streams in, so a hostile PBX cannot
+		 * make us buffer more than max_frame.
+		 */
+		p->rx_too_large = true;
+		if (p->rx_len > NORM_DL_RAW_MAX)
+			p->rx_len = NORM_DL_RAW_MAX;
+	}
+	keep = len;
+	if (p->rx_too_large)
+		keep = p->rx_len < NORM_DL_RAW_MAX ?
+		    NORM_DL_RAW_MAX - p->rx_len : 0;
+	if (keep > len)
+		keep = len;
+	if (keep == 0)
+		return;
+	if (p->rx_len + keep > p->rx_cap) {
+		unsigned char *nb;
+
+		want = p->rx_cap ? p->rx_cap : 4096;
+		while (want < p->rx_len + keep)
+			want *= 2;
+		if ((nb = realloc(p->rx, want)) == NULL) {
+			/* Treat as too large: a dead letter, not a crash. */
+			p->rx_too_large = true;
+			return;
+		}
+		p->rx = nb;
+		p->rx_cap = want;
+	}
+	memcpy(p->rx + p->rx_len, in, keep);
+	p->rx_len += keep;
+}
+
+static int
+on_writeable(struct pbx *p, struct lws *wsi)
+{
+	struct pbx_msg *m;
+
+	if (p->closing) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
+		return -1;
+	}
+	if (p->sent < p->nsend) {
+		m = &p->sendq[p->sent];
+		if (lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT) <
+		    (int)m->len) {
+			log_warn("pbx %s: write to %s failed", p->pc->name,
+			    cur_url(p)->text);
+			return -1;
+		}
+		if (m->secret) {
+			/* The password has left: wipe our copy now. */
+			explicit_bzero(m->buf, LWS_PRE + m->len);
+			p->auth_sent_us = w2k_mono_us();
+		}
+		p->sent++;
+		if (p->state == PBX_AUTHENTICATING && p->nsubs_queued &&
+		    p->sent == p->nsend) {
+			p->state = PBX_SUBSCRIBED;
+			p->subscribed_us = w2k_mono_us();
+			log_info("pbx %s: subscribed (%zu subscription%s) on %s",
+			    p->pc->name, p->nsubs_queued,
+			    p->nsubs_queued == 1 ? "" : "s", cur_url(p)->text);
+		}
+		if (p->sent < p->nsend || p->ping_due)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (p->ping_due) {
+		unsigned char buf[LWS_PRE + 1];
+
+		p->ping_due = false;
+		if (lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static enum pbx_disc
+classify_error(const char *in, size_t len)
+{
+	static const char *const tls_words[] = {
+		"ssl", "tls", "cert", "x509", "verify",
+	};
+	char buf[256];
+
+	if (in == NULL)
+		return PBX_DISC_ERROR;
+	if (len >= sizeof(buf))
+		len = sizeof(buf) - 1;
+	memcpy(buf, in, len);
+	buf[len] = '\0';
+	for (size_t i = 0; i < W2K_ARRAY_SIZE(tls_words); i++)
+		if (strcasestr(buf, tls_words[i]) != NULL)
+			return PBX_DISC_TLS;
+	return PBX_DISC_ERROR;
+}
+
+static int
+pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
+{
+	struct pbx *p = lws_get_opaque_user_data(wsi);
+	enum pbx_disc why;
+
+	(void)user;
+	if (p == NULL)		/* freed while lws still held the wsi */
+		return 0;
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (p->state != PBX_CONNECTING && p->wsi != wsi)
+			break;
+		why = classify_error(in, len);
+		p->stats.connects_failed++;
+		log_warn("pbx %s: connection to %s failed: %.*s", p->pc->name,
+		    cur_url(p)->text, in ? (int)len : 7,
+		    in ? (const char *)in : "unknown");
+		session_ended(p, why);
+		break;
+
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		p->wsi = wsi;
+		p->stats.connects_ok++;
+		p->state = PBX_AUTHENTICATING;
+		p->last_rx_us = p->last_ping_us = w2k_mono_us();
+		p->auth_sent_us = p->last_rx_us;
+		rx_reset(p);
+		log_info("pbx %s: connected to %s", p->pc->name,
+		    cur_url(p)->text);
+		if (p->rx_paused)
+			lws_rx_flow_control(wsi, 0);
+		if (queue_auth(p) != 0) {
+			log_err("pbx %s: cannot build the auth command",
+			    p->pc->name);
+			return -1;
+		}
+		lws_callback_on_writable(wsi);
+		lws_sul_schedule(p->env->context, 0, &p->sul_tick, pbx_tick_cb,
+		    PBX_TICK_US);
+		break;
+
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		p->last_rx_us = w2k_mono_us();
+		rx_append(p, in, len);
+		if (lws_is_final_fragment(wsi) &&
+		    lws_remaining_packet_payload(wsi) == 0) {
+			handle_frame(p);
+			p->rx_in_msg = false;
+		}
+		break;
+
+	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+		p->last_rx_us = w2k_mono_us();
+		break;
+
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return on_writeable(p, wsi);
+
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (p->wsi != wsi)
+			break;
+		why = p->closing ? p->close_reason : PBX_DISC_CLOSED;
+		if (why != PBX_DISC_STOPPED)
+			log_warn("pbx %s: disconnected from %s (%s)",
+			    p->pc->name, cur_url(p)->text, pbx_disc_name(why));
+		session_ended(p, why);
+		break;
+
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* ---- public ---------------------------------------------------------- */
+
+int
+pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
+    struct pbx **pp)
+{
+	struct lws_context_creation_info info;
+	struct pbx *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return W2K_ENOMEM;
+	p->pc = pc;
+	p->env = env;
+	p->state = PBX_STOPPED;
+	p->sendq_cap = 1 + pc->nsubs;
+	if ((p->sendq = calloc(p->sendq_cap, sizeof(*p->sendq))) == NULL) {
+		free(p);
+		return W2K_ENOMEM;
+	}
+	backoff_init(&p->bo, pc->backoff_initial, pc->backoff_max);
+
+	/*
+	 * One vhost per PBX: in lws the client TLS settings (CA, client
+	 * certificate) belong to a vhost, and PBXs may differ in them.
+	 */
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.vhost_name = pc->name;
+	info.protocols = pbx_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.client_ssl_ca_filepath = pc->tls.ca_file;
+	info.client_ssl_cert_filepath = pc->tls.cert_file;
+	info.client_ssl_private_key_filepath = pc->tls.key_file;
+	info.retry_and_idle_policy = &idle_policy;
+	if ((p->vhost = lws_create_vhost(env->context, &info)) == NULL) {
+		log_err("pbx %s: cannot set up TLS (ca_file, cert_file or "
+		    "key_file rejected)", pc->name);
+		free(p->sendq);
+		free(p);
+		return W2K_EINVAL;
+	}
+	if (!pc->tls.verify)
+		log_warn("pbx %s: tls.verify = false: the PBX's certificate "
+		    "is NOT checked; anyone on the path can read the "
+		    "password and the events", pc->name);
+	*pp = p;
+	return 0;
+}
+
+void
+pbx_start(struct pbx *p)
+{
+	p->stopping = false;
+	p->state = PBX_WAITING;
+	lws_sul_schedule(p->env->context, 0, &p->sul_connect, pbx_connect_cb,
+	    1);
+}
+
+void
+pbx_stop(struct pbx *p)
+{
+	p->stopping = true;
+	lws_sul_cancel(&p->sul_connect);
+	if (p->wsi != NULL)
+		request_close(p, PBX_DISC_STOPPED);
+	else
+		p->state = PBX_STOPPED;
+}
+
+bool
+pbx_idle(const struct pbx *p)
+{
+	return p->wsi == NULL && p->state == PBX_STOPPED;
+}
+
+void
+pbx_rx_pause(struct pbx *p, bool pause)
+{
+	if (p->rx_paused == pause)
+		return;
+	p->rx_paused = pause;
+	if (p->wsi != NULL)
+		lws_rx_flow_control(p->wsi, pause ? 0 : 1);
+}
+
+void
+pbx_rebind(struct pbx *p, const struct cfg_pbx *pc)
+{
+	p->pc = pc;
+}
+
+void
+pbx_free(struct pbx *p)
+{
+	if (p == NULL)
+		return;
+	lws_sul_cancel(&p->sul_connect);
+	lws_sul_cancel(&p->sul_tick);
+	if (p->wsi != NULL)	/* lws may still call back: make it a no-op */
+		lws_set_opaque_user_data(p->wsi, NULL);
+	sendq_clear(p);
+	free(p->sendq);
+	free(p->rx);
+	free(p);
+}
