@@ -17,13 +17,13 @@ start_daemon
 dl=$(consume portsip.deadletter 5 '%k|%s\n') || fail "dead letters: $(echo "$dl" | wc -l) of 5"
 echo "$dl" | cut -d'|' -f1 | grep -qv '^hq$' && fail "dead-letter key is not the PBX name: $dl"
 for r in invalid_json invalid_utf8 not_object no_event_type too_large; do
-	echo "$dl" | cut -d'|' -f2- | jq -e --arg r "$r" \
-	    'select(.reason == $r) | .schema == "wsi2kafka.deadletter/1" and .pbx == "hq"' \
+	echo "$dl" | cut -d'|' -f2- | jq -e -s --arg r "$r" \
+	    'any(.[]; .reason == $r and .schema == "wsi2kafka.deadletter/1" and .pbx == "hq")' \
 	    >/dev/null || fail "no dead letter with reason $r: $dl"
 done
-echo "$dl" | cut -d'|' -f2- | jq -e 'select(.reason == "invalid_utf8") | has("raw_base64")' >/dev/null ||
+echo "$dl" | cut -d'|' -f2- | jq -e -s 'any(.[]; .reason == "invalid_utf8" and has("raw_base64"))' >/dev/null ||
 	fail "invalid UTF-8 not kept as raw_base64"
-echo "$dl" | cut -d'|' -f2- | jq -e 'select(.reason == "invalid_json") | .raw | startswith("{\"event_type\":\"call_start\"")' >/dev/null ||
+echo "$dl" | cut -d'|' -f2- | jq -e -s 'any(.[]; .reason == "invalid_json" and (.raw | startswith("{\"event_type\":\"call_start\"")))' >/dev/null ||
 	fail "invalid JSON raw text"
 ok "5 dead letters with their reasons"
 

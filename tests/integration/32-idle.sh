@@ -5,6 +5,7 @@
 start_kmock portsip.calls portsip.extensions portsip.queues
 cat >"$T/script" <<'S'
 {"event_type":"call_start","session_id":"1","tenant_id":"9"}
+@sleep 2500
 @stall
 {"event_type":"call_start","session_id":"2","tenant_id":"9"}
 S

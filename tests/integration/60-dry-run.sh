@@ -8,15 +8,17 @@ S
 start_pbxsim --script "$T/script" --subs 3
 BOOTSTRAP=127.0.0.1:1 write_conf
 start_daemon -n
-wait_for 20 test "$(grep -c '"topic"' "$T/daemon.out")" -ge 5 ||
+printed() { [ "$(grep -c '"topic"' "$T/daemon.out")" -ge 5 ]; }
+wait_for 20 printed ||
 	fail "dry run printed $(wc -l <"$T/daemon.out") lines"
-jq -e 'select(.topic == "portsip.cdr") | .key == "6:5" and .value.data.direction == "outbound" and
-    .value.time == 1705051499 and .headers.ce_type == "com.portsip.wsi.call_cdr"' \
+jq -e -s 'any(.[]; .topic == "portsip.cdr" and .key == "6:5" and
+    .value.data.direction == "outbound" and .value.time == 1705051499 and
+    .headers.ce_type == "com.portsip.wsi.call_cdr")' \
     "$T/daemon.out" >/dev/null || fail "call_cdr line: $(cat "$T/daemon.out")"
-jq -e 'select(.topic == "portsip.calls") | .key == "6:5"' "$T/daemon.out" >/dev/null ||
+jq -e -s 'any(.[]; .topic == "portsip.calls" and .key == "6:5")' "$T/daemon.out" >/dev/null ||
 	fail "call_start line"
 stop_daemon
 [ "$DAEMON_RC" -eq 0 ] || fail "exit $DAEMON_RC"
-grep -q 'kafka' "$T/daemon.log" && grep -qi 'broker' "$T/daemon.log" &&
-	fail "dry run talked to Kafka: $(grep -i broker "$T/daemon.log" | head -3)"
+grep -q ' kafka: ' "$T/daemon.log" &&
+	fail "dry run talked to Kafka: $(grep ' kafka: ' "$T/daemon.log" | head -3)"
 ok "dry run printed records as JSON lines, exit 0"

@@ -44,7 +44,7 @@ wait_for() {
 
 # Certificates are made once per build directory.
 certs() {
-	CERTS=$B/certs
+	CERTS=$(realpath -m "$B/certs")
 	[ -f "$CERTS/server.pem" ] || bash tests/lib/mkcerts.sh "$CERTS" >/dev/null 2>&1 || fail "mkcerts"
 }
 
@@ -80,17 +80,21 @@ start_pbxsim() {
 
 # write_conf [EXTRA_PBX_SETTINGS [EXTRA_TOP_LEVEL]]: a config for one PBX.
 write_conf() {
+	local url=${URL_CONF-} tls=${TLS_CONF-}
+	# (quotes inside ${X:-...} in a here-document would be removed)
+	[ -n "$url" ] || url="url = \"wss://localhost:$PBX_PORT/wsi\";"
+	[ -n "$tls" ] || tls="ca_file = \"$CERTS/ca.pem\";"
 	printf 's3cret-Pa55\n' >"$T/hq.secret"
 	chmod 600 "$T/hq.secret"
 	cat >"$T/w2k.conf" <<CONF
 pbx = (
   {
     name = "hq";
-    ${URL_CONF:-url = "wss://localhost:$PBX_PORT/wsi";}
+    $url
     username = "admin";
     password_file = "$T/hq.secret";
     domain = "test.io";
-    tls = { ${TLS_CONF:-ca_file = "$CERTS/ca.pem";} };
+    tls = { $tls };
     subscriptions = (
       { topics = [ "extension_events" ]; extensions = [ "101", "102" ]; },
       { topics = [ "cdr_events" ]; },
@@ -104,7 +108,7 @@ pbx = (
 );
 kafka = {
   brokers = "${BOOTSTRAP:-127.0.0.1:1}";
-  properties = { "linger.ms" = "5"; };
+  properties = { linger_ms = "5"; };
   dead_letter_topic = "portsip.deadletter";
 };
 spool = { dir = "$T/spool"; };
