@@ -117,7 +117,7 @@ deps:
 
 # check: a sub-make so that pkg-config runs after deps installed the libraries.
 check: deps
-	$(MAKE) B=build/san SANITIZE=address,undefined CFLAGS="-O1 -g" tests
+	$(MAKE) B=build/san SANITIZE=address,undefined CFLAGS="-O1 -g" tests fuzz-build
 	B=build/san tests/run
 
 demo: deps

@@ -358,8 +358,11 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		ks->stats.up = false;
 		return;
 	}
-	/* librdkafka recovers from the rest by itself (§14.3-9). */
-	log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+	/*
+	 * librdkafka recovers from the rest by itself (§14.3-9), and its
+	 * log callback has already said so: debug only, no double lines.
+	 */
+	log_debug("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
 static void

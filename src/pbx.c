@@ -270,11 +270,13 @@ rx_reset(struct pbx *p)
 }
 
 /*
- * The one place a connection ends, whatever ended it. Schedules the next
- * connect unless the session is stopping.
+ * The one place a connection ends, whatever ended it: an established one
+ * (counted as a disconnect) or an attempt that failed (counted by the
+ * caller as a failed connect). Schedules the next connect unless the
+ * session is stopping.
  */
 static void
-session_ended(struct pbx *p, enum pbx_disc why)
+session_ended(struct pbx *p, enum pbx_disc why, bool established)
 {
 	int64_t delay;
 
@@ -283,7 +285,8 @@ session_ended(struct pbx *p, enum pbx_disc why)
 	sendq_clear(p);
 	rx_reset(p);
 	p->closing = false;
-	p->stats.disconnects[why]++;
+	if (established)
+		p->stats.disconnects[why]++;
 	if (p->stopping) {
 		p->state = PBX_STOPPED;
 		return;
@@ -354,7 +357,7 @@ pbx_connect_cb(lws_sorted_usec_list_t *sul)
 	if (lws_client_connect_via_info(&i) == NULL) {
 		log_warn("pbx %s: cannot connect to %s", p->pc->name, u->text);
 		p->stats.connects_failed++;
-		session_ended(p, PBX_DISC_ERROR);
+		session_ended(p, PBX_DISC_ERROR, false);
 	}
 }
 
@@ -635,7 +638,7 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		log_warn("pbx %s: connection to %s failed: %.*s", p->pc->name,
 		    cur_url(p)->text, in ? (int)len : 7,
 		    in ? (const char *)in : "unknown");
-		session_ended(p, why);
+		session_ended(p, why, false);
 		break;
 
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -683,7 +686,7 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (why != PBX_DISC_STOPPED)
 			log_warn("pbx %s: disconnected from %s (%s)",
 			    p->pc->name, cur_url(p)->text, pbx_disc_name(why));
-		session_ended(p, why);
+		session_ended(p, why, true);
 		break;
 
 	default:

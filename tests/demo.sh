@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 B=${B:-build}
 T=$(mktemp -d "${TMPDIR:-/tmp}/w2k-demo.XXXXXX")
 PIDS=()
+DAEMON=
 cleanup() {
 	trap - EXIT INT TERM
+	# The daemon first, so it closes its sessions and flushes to Kafka
+	# while both peers are still there.
+	if [ -n "$DAEMON" ]; then kill -TERM "$DAEMON" 2>/dev/null; wait "$DAEMON" 2>/dev/null; fi
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	rm -rf "$T"
@@ -42,7 +46,7 @@ echo "== mock Kafka cluster: $(cat "$T/bootstrap")"
 echo "== PBX simulator: wss://localhost:$(cat "$T/pbx.port")/wsi"
 echo "== wsi2kafka -c $T/demo.conf   (its log on stderr, records below)"
 "$B/wsi2kafka" -c "$T/demo.conf" &
-PIDS+=($!)
+DAEMON=$!
 for t in $TOPICS; do
 	kcat -C -u -q -b "$(cat "$T/bootstrap")" -t "$t" -o beginning \
 	    -f '%t  key=%k\n    %s\n' 2>/dev/null &

@@ -13,9 +13,9 @@ KMOCK=$B/tests/kmock
 T=$(mktemp -d "${TMPDIR:-/tmp}/w2k-test.XXXXXX")
 PIDS=()
 DAEMON_PID=
-# ASan's leak checker would fail a daemon killed on purpose; UBSan and the
-# rest of ASan stay on.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
+# Sanitizer builds: a leak at the daemon's clean exit fails its exit status
+# (tests check it); UBSan stops at the first finding.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 cleanup() {
@@ -62,7 +62,16 @@ start_kmock() {
 	exec 9<>"$T/kmock.ctl"
 }
 
-kmock_cmd() { echo "$*" >&9; sleep 0.2; }
+# kmock_cmd COMMAND: send it and wait until kmock says it took effect.
+kmock_answers() { grep -c -e '^OK' -e '^ERR' "$T/kmock.log"; }
+kmock_cmd() {
+	local before
+	before=$(kmock_answers)
+	echo "$*" >&9
+	wait_for 10 test_more_answers "$before" || fail "kmock did not answer '$*'"
+	tail -n 1 "$T/kmock.log" | grep -q '^OK' || fail "kmock: $(tail -n 1 "$T/kmock.log")"
+}
+test_more_answers() { [ "$(kmock_answers)" -gt "$1" ]; }
 
 # start_pbxsim ARGS...: the simulator with the test CA's server cert unless
 # ARGS choose another; sets PBX_PORT.

@@ -47,14 +47,23 @@
  *  - All brokers down for 10 s: an acks=all, enable.idempotence=true
  *    producer keeps its records queued (no error while message.timeout.ms,
  *    default 300 s, has not expired, no fatal idempotence error) and
- *    delivers every one of them within about 2 s of "upall", once each and
- *    in order per partition.
- *  - Each mock command is a round trip to the mock's own thread, which can
- *    miss its wake-up when commands come back to back and then notices the
- *    command only at its 1 s poll timeout: "downall"/"upall" with 3 brokers
- *    may take 1-2 s. Tests must wait for the OK line rather than sleep.
- *  - Everything is kept in memory; fine for millions of small records, not
- *    a performance reference.
+ *    delivers every one of them after "upall", once each and in order per
+ *    partition; how soon (1-8 s in three runs) depends on the client's
+ *    reconnect backoff (reconnect.backoff.max.ms, 10 s by default).
+ *  - Each mock command is a synchronous round trip to the mock's thread,
+ *    which can miss its wake-up when commands come back to back (then it
+ *    notices them only at its 1 s poll timeout; "downall" took 1-2 s).
+ *    kmock waits 20 ms before each mock call, which avoids that; commands
+ *    then take about 20 ms per broker. The OK line is printed after the
+ *    change took effect, so tests should wait for it rather than sleep.
+ *  - Retention: each partition keeps only its last 5 MiB of record batches
+ *    (at most 100000 batches; rdkafka_mock.c: max_size, max_cnt, not
+ *    settable through the API). Older records are dropped and the log start
+ *    offset moves: 200000 records of 400 B to one partition left the last
+ *    10855 readable from offset 189145. A test that counts everything with
+ *    "kcat -C -o beginning -e" must stay well under 5 MiB per partition (or
+ *    add partitions); a benchmark must count while it runs. The upside:
+ *    memory stays bounded in long runs. Not a performance reference.
  */
 
 #include <errno.h>
@@ -265,13 +274,16 @@ run_command(rd_kafka_mock_cluster_t *mc, const struct opts *o, char *line)
 			    sizeof(why));
 	} else if (strcmp(argv[0], "rtt") == 0 && argc == 3) {
 		if (parse_int(argv[1], 1, o->brokers, &id) == -1 ||
-		    parse_int(argv[2], 0, 600000, &n) == -1)
+		    parse_int(argv[2], 0, 600000, &n) == -1) {
 			snprintf(why, sizeof(why),
 			    "usage: rtt ID(1..%d) MS(0..600000)", o->brokers);
-		else if (mock_settle(), rd_kafka_mock_broker_set_rtt(mc, id, n))
-			snprintf(why, sizeof(why), "set_rtt failed");
-		else
-			rc = 0;
+		} else {
+			mock_settle();
+			if (rd_kafka_mock_broker_set_rtt(mc, id, n) == 0)
+				rc = 0;
+			else
+				snprintf(why, sizeof(why), "set_rtt failed");
+		}
 	} else if ((strcmp(argv[0], "ping") == 0 ||
 	    strcmp(argv[0], "quit") == 0) && argc == 1) {
 		rc = 0;
@@ -445,7 +457,8 @@ bad:
 		return 64;
 	}
 	if (optind < argc) {
-		fprintf(stderr, "kmock: unexpected argument %s\n", argv[optind]);
+		fprintf(stderr, "kmock: unexpected argument %s\n",
+		    argv[optind]);
 		usage(stderr);
 		return 64;
 	}

@@ -1631,13 +1631,16 @@ static const struct lws_protocols protocols[] = {
 };
 
 /*
- * Periodic work (the one timer besides the player's):
- *   tick, every TICK_US: keeps lws_service() returning so a signal is seen
- *   within 200 ms (lws 4.1 ignores the service timeout, style.md §13.3 #7);
- *   closes connections idle for --idle-close; finishes @drop once the
- *   socket's send queue is empty (or after DROP_WAIT_US); ends stalled
- *   connections whose peer has gone (a stalled connection reads nothing,
- *   so lws cannot notice).
+ * Timers (all sul, all cancelled before lws_context_destroy()):
+ *   sul_tick, every TICK_US: keeps lws_service() returning so a signal is
+ *     seen within 200 ms (lws 4.1 ignores the service timeout, style.md
+ *     §13.3 #7); closes connections idle for --idle-close; finishes @drop
+ *     once the socket's send queue is empty (or after DROP_WAIT_US); ends
+ *     stalled connections whose peer has gone (a stalled connection reads
+ *     nothing, so lws cannot notice).
+ *   P.sul_sleep, one shot: the end of an @sleep.
+ *   P.sul_rate, one shot: the next --rate token is due.
+ * Both player timers are cancelled when the player leaves its connection.
  */
 static lws_sorted_usec_list_t sul_tick;
 
