@@ -39,6 +39,7 @@ struct ksink_stats {
 	uint64_t	produced;	/* delivery reports with success */
 	uint64_t	retried;	/* failed deliveries produced again */
 	uint64_t	dead_lettered;	/* refused for good → dead-letter topic */
+	uint64_t	dropped;	/* dead letters refused for good: lost */
 	uint64_t	rebuilds;	/* producers rebuilt after fatal errors */
 	uint64_t	pending;	/* waiting in our FIFO now */
 	bool		up;		/* a broker answered lately */

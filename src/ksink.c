@@ -9,8 +9,8 @@
  *   success                      → counted, done
  *   refused for good (too large, invalid, not authorized) → re-published on
  *                                  the dead-letter topic with the reason;
- *                                  a refused dead letter is retried instead
- *                                  (there is nowhere further to put it)
+ *                                  a refused dead letter is logged and
+ *                                  dropped (there is nowhere further)
  *   anything else (timeouts, brokers down, purges) → produced again
  * and RD_KAFKA_RESP_ERR__FATAL (idempotence) rebuilds the producer from a
  * timer, never from inside librdkafka's callback.
@@ -31,6 +31,7 @@
 
 #define KSINK_POLL_US		(10 * 1000)
 #define KSINK_ERRLOG_US		(5LL * 1000 * 1000)	/* log flood bound */
+#define KSINK_DL_SMALL		512	/* raw bytes kept after a size refusal */
 
 struct pend {
 	struct pend	*next;
@@ -170,38 +171,62 @@ log_failure(struct ksink *ks, const char *topic, rd_kafka_resp_err_t err,
 	ks->errs_since_log = 0;
 }
 
-/*
- * Turn a record the broker refuses for good into a dead letter on the
- * dead-letter topic. The original value travels as "raw".
- */
-static int
-dead_letter(struct ksink *ks, struct record *rec, rd_kafka_resp_err_t err)
+static bool
+size_refusal(rd_kafka_resp_err_t err)
 {
-	const char *name, *value, *pbx = "";
-	struct record dl;
-	size_t pos = 0;
-	int r;
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	    err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE ||
+	    err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
 
-	while (record_hdr_next(rec, &pos, &name, &value))
+/*
+ * A record the broker (or librdkafka's own limits) refuses for good.
+ * An event becomes a dead letter on the dead-letter topic, carrying the
+ * original value as "raw" — cut to KSINK_DL_SMALL bytes when the refusal
+ * was about size, so that the dead letter itself fits. A dead letter that
+ * is refused for good has nowhere left to go: it is logged with its id and
+ * dropped, rather than retried forever with every PBX paused behind it.
+ * @returns true when rec (now the dead letter) must be produced, false
+ *          when it was dropped (rec cleared).
+ */
+static bool
+handle_refusal(struct ksink *ks, struct record *rec, rd_kafka_resp_err_t err)
+{
+	const char *name, *value, *pbx = "", *id = "?";
+	size_t pos = 0, len = rec->value_len;
+	struct record dl;
+
+	while (record_hdr_next(rec, &pos, &name, &value)) {
 		if (strcmp(name, "ce_source") == 0 &&
 		    strncmp(value, "wsi2kafka://", 12) == 0)
 			pbx = value + 12;
-	r = norm_dead_letter(pbx, rd_kafka_err2name(err),
-	    (const unsigned char *)rec->value, rec->value_len, false,
-	    rec->received_us, &dl);
-	if (r == 0 && (dl.topic = strdup(ks->cfg->kafka.dead_letter_topic))
-	    == NULL)
-		r = W2K_ENOMEM;
-	if (r != 0) {
-		record_clear(&dl);
-		return r;
+		else if (strcmp(name, "ce_id") == 0)
+			id = value;
 	}
-	log_err("kafka: %s refused a record for good (%s): sent to %s",
-	    rec->topic, rd_kafka_err2str(err), dl.topic);
+	if (strcmp(rec->topic, ks->cfg->kafka.dead_letter_topic) == 0) {
+		log_err("kafka: %s refused dead letter %s for good (%s): "
+		    "dropped", rec->topic, id, rd_kafka_err2str(err));
+		ks->stats.dropped++;
+		record_clear(rec);
+		return false;
+	}
+	if (size_refusal(err) && len > KSINK_DL_SMALL)
+		len = KSINK_DL_SMALL;
+	if (norm_dead_letter(pbx, rd_kafka_err2name(err),
+	    (const unsigned char *)rec->value, len, len < rec->value_len,
+	    rec->received_us, &dl) != 0 ||
+	    (dl.topic = strdup(ks->cfg->kafka.dead_letter_topic)) == NULL) {
+		record_clear(&dl);
+		/* Without memory keep the original: it is retried. */
+		log_err("kafka: out of memory building a dead letter");
+		return true;
+	}
+	log_err("kafka: %s refused record %s for good (%s): sent to %s",
+	    rec->topic, id, rd_kafka_err2str(err), dl.topic);
 	ks->stats.dead_lettered++;
 	record_clear(rec);
 	*rec = dl;
-	return 0;
+	return true;
 }
 
 /* Drain the FIFO into librdkafka as far as it accepts. */
@@ -220,10 +245,11 @@ drain(struct ksink *ks)
 			pend_pop(ks);
 			continue;
 		}
-		if (refused_for_good(err) &&
-		    strcmp(rec->topic, ks->cfg->kafka.dead_letter_topic) != 0 &&
-		    dead_letter(ks, rec, err) == 0)
-			continue;	/* try again, as a dead letter */
+		if (refused_for_good(err)) {
+			if (!handle_refusal(ks, rec, err))
+				pend_pop(ks);
+			continue;	/* as a dead letter, or the next */
+		}
 		/* Unknown topic, fatal state…: keep it, try on the next tick. */
 		log_failure(ks, rec->topic, err, "kept for retry");
 		return;
@@ -236,22 +262,31 @@ int
 ksink_produce(struct ksink *ks, const struct record *rec)
 {
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
+	bool direct = ks->head == NULL && !ks->rebuilding;
 	struct record copy;
 
 	/* FIFO first: what waits there is older and must go first. */
-	if (ks->head == NULL && !ks->rebuilding) {
-		err = produce_one(ks, rec);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			return 0;
+	if (direct && (err = produce_one(ks, rec)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	if (record_copy(&copy, rec) != 0) {
+		log_err("kafka: out of memory queueing a record for %s: "
+		    "record lost", rec->topic);
+		return W2K_ENOMEM;
 	}
-	if (record_copy(&copy, rec) != 0 || pend_push(ks, &copy) != 0) {
+	if (direct && refused_for_good(err)) {
+		if (!handle_refusal(ks, &copy, err))
+			return 0;
+		if (produce_one(ks, &copy) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			record_clear(&copy);
+			return 0;
+		}
+	}
+	if (pend_push(ks, &copy) != 0) {
 		record_clear(&copy);
 		log_err("kafka: out of memory queueing a record for %s: "
 		    "record lost", rec->topic);
 		return W2K_ENOMEM;
 	}
-	if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-		drain(ks);	/* applies the dead-letter / retry rules */
 	return W2K_EAGAIN;
 }
 
@@ -315,13 +350,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		    "%s: record lost", rd_kafka_topic_name(rkm->rkt));
 		return;
 	}
-	if (refused_for_good(rkm->err) &&
-	    strcmp(rec.topic, ks->cfg->kafka.dead_letter_topic) != 0) {
-		if (dead_letter(ks, &rec, rkm->err) != 0) {
-			log_err("kafka: out of memory building a dead letter");
-			record_clear(&rec);
+	if (refused_for_good(rkm->err)) {
+		if (!handle_refusal(ks, &rec, rkm->err))
 			return;
-		}
 	} else {
 		log_failure(ks, rec.topic, rkm->err, "producing again");
 		ks->stats.retried++;
