@@ -98,4 +98,18 @@ void norm_record_id(const char *pbx, const unsigned char *frame, size_t len,
  *  "extension", "queue", "management" or "other" (static strings). */
 const char *norm_class(const char *type);
 
+/*
+ * Event types known from the PortSIP documentation (portsip-wsi.md §4),
+ * for metric labels: a label value must never come from PBX data, so every
+ * other type counts as "other" (NORM_TYPE_OTHER).
+ */
+#define NORM_NTYPES	44		/* 43 known types + "other" */
+#define NORM_TYPE_OTHER	(NORM_NTYPES - 1)
+
+/** @returns the index of type in the known list, or NORM_TYPE_OTHER. */
+unsigned norm_type_index(const char *type);
+
+/** @returns the name for an index (< NORM_NTYPES), "other" for the last. */
+const char *norm_type_name(unsigned idx);
+
 #endif

@@ -21,6 +21,7 @@
 #include <libwebsockets.h>
 
 #include "cfg.h"
+#include "norm.h"
 #include "record.h"
 #include "route.h"
 
@@ -62,6 +63,14 @@ struct pbx_env {
 	void			*emit_ctx;
 };
 
+/* Dead-letter reasons counted per session: a fixed set (metric labels). */
+enum pbx_dl {
+	PBX_DL_INVALID_UTF8, PBX_DL_INVALID_JSON, PBX_DL_NOT_OBJECT,
+	PBX_DL_NO_EVENT_TYPE, PBX_DL_TOO_LARGE,
+	PBX_DL_NO_ROUTE,	/* an event no route matched */
+	PBX_DL_COUNT
+};
+
 /* Counters kept per session, for logs, STATUS= and metrics. */
 struct pbx_stats {
 	uint64_t	connects_ok;
@@ -69,7 +78,9 @@ struct pbx_stats {
 	uint64_t	disconnects[PBX_DISC_COUNT];
 	uint64_t	frames;		/* complete frames received */
 	uint64_t	events;		/* event records emitted */
+	uint64_t	events_by_type[NORM_NTYPES];	/* norm_type_index() */
 	uint64_t	dead_letters;
+	uint64_t	dead_by_reason[PBX_DL_COUNT];
 	uint64_t	replies;	/* command replies handled */
 };
 
@@ -112,6 +123,7 @@ void pbx_rebind(struct pbx *p, const struct cfg_pbx *pc);
 enum pbx_state pbx_get_state(const struct pbx *p);
 const char *pbx_state_name(enum pbx_state st);
 const char *pbx_disc_name(enum pbx_disc why);
+const char *pbx_dl_name(enum pbx_dl reason);
 const char *pbx_name(const struct pbx *p);
 const struct pbx_stats *pbx_get_stats(const struct pbx *p);
 

@@ -1410,6 +1410,49 @@ norm_record_id(const char *pbx, const unsigned char *frame, size_t len,
 	EVP_MD_CTX_free(md);
 }
 
+/* ---- known types (metric labels) ---- */
+
+/* Sorted, for bsearch(); "other" is not in it. */
+static const char *const known_types[NORM_NTYPES - 1] = {
+	"call_cdr", "call_ended", "call_established", "call_fail",
+	"call_hold", "call_noanswer", "call_reroute", "call_start",
+	"call_unhold", "call_update_info", "cdr_target_add",
+	"cdr_target_answer", "cdr_target_end", "cdr_target_fail",
+	"cdr_target_noanswer", "cdr_target_ringing", "extension_agent_status",
+	"extension_call", "extension_created", "extension_destroyed",
+	"extension_hold", "extension_presence", "extension_register",
+	"extension_status", "extension_unhold", "extension_updated",
+	"queue_agent_status", "queue_caller_status", "queue_created",
+	"queue_destroy", "queue_member_state", "queue_sla_breached",
+	"queue_status", "queue_updated", "target_add", "target_answer",
+	"target_end", "target_ended", "target_fail", "target_noanswer",
+	"target_ringing", "trunk_connected", "trunk_disconnected",
+};
+
+static int
+cmp_type(const void *key, const void *elem)
+{
+	return strcmp(key, *(const char *const *)elem);
+}
+
+unsigned
+norm_type_index(const char *type)
+{
+	const char *const *hit;
+
+	if (type == NULL)
+		return NORM_TYPE_OTHER;
+	hit = bsearch(type, known_types, W2K_ARRAY_SIZE(known_types),
+	    sizeof(known_types[0]), cmp_type);
+	return hit ? (unsigned)(hit - known_types) : NORM_TYPE_OTHER;
+}
+
+const char *
+norm_type_name(unsigned idx)
+{
+	return idx < NORM_TYPE_OTHER ? known_types[idx] : "other";
+}
+
 /* ---- classes ---- */
 
 const char *

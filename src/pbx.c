@@ -96,6 +96,31 @@ static const char *const disc_names[] = {
 	[PBX_DISC_STOPPED] = "stopped",
 };
 
+static const char *const dl_names[] = {
+	[PBX_DL_INVALID_UTF8] = NORM_DL_INVALID_UTF8,
+	[PBX_DL_INVALID_JSON] = NORM_DL_INVALID_JSON,
+	[PBX_DL_NOT_OBJECT] = NORM_DL_NOT_OBJECT,
+	[PBX_DL_NO_EVENT_TYPE] = NORM_DL_NO_EVENT_TYPE,
+	[PBX_DL_TOO_LARGE] = NORM_DL_TOO_LARGE,
+	[PBX_DL_NO_ROUTE] = "no_route",
+};
+
+const char *
+pbx_dl_name(enum pbx_dl reason)
+{
+	return (unsigned)reason < W2K_ARRAY_SIZE(dl_names) ?
+	    dl_names[reason] : "?";
+}
+
+static void
+count_dead_letter(struct pbx *p, const char *reason)
+{
+	for (unsigned i = 0; i < PBX_DL_COUNT; i++)
+		if (strcmp(reason, dl_names[i]) == 0)
+			p->stats.dead_by_reason[i]++;
+	p->stats.dead_letters++;
+}
+
 const char *
 pbx_state_name(enum pbx_state st)
 {
@@ -472,7 +497,7 @@ handle_frame(struct pbx *p)
 		handle_reply(p, &res);
 		break;
 	case NORM_DEAD:
-		p->stats.dead_letters++;
+		count_dead_letter(p, res.dead_reason);
 		log_warn("pbx %s: dead letter (%s), %zu-byte frame",
 		    p->pc->name, res.dead_reason, p->rx_total);
 		emit(p, &res.recs[0], p->env->dead_letter_topic);
@@ -491,12 +516,14 @@ handle_frame(struct pbx *p)
 				if (record_hdr_add(&res.recs[i],
 				    "dead_letter_reason", "no_route") != 0)
 					continue;
-				p->stats.dead_letters++;
+				count_dead_letter(p, "no_route");
 				log_warn("pbx %s: no route for event type "
 				    "'%s': sent to %s", p->pc->name,
 				    res.recs[i].type, topic);
 			} else {
 				p->stats.events++;
+				p->stats.events_by_type[norm_type_index(
+				    res.recs[i].type)]++;
 			}
 			emit(p, &res.recs[i], topic);
 		}

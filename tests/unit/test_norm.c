@@ -2439,6 +2439,26 @@ norm__cjson_out_of_memory__enomem_and_cleared(void **state)
 	free(buf);
 }
 
+/* Metric labels: every known type maps to itself, anything else to other. */
+static void
+norm__type_index__known_types_bounded(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i + 1 < NORM_NTYPES; i++) {
+		assert_int_equal(norm_type_index(norm_type_name(i)), i);
+		if (i > 0)	/* the table must stay sorted for bsearch */
+			assert_true(strcmp(norm_type_name(i - 1),
+			    norm_type_name(i)) < 0);
+	}
+	assert_int_equal(norm_type_index("call_cdr"),
+	    norm_type_index(norm_type_name(norm_type_index("call_cdr"))));
+	assert_int_equal(norm_type_index("some_new_event"), NORM_TYPE_OTHER);
+	assert_int_equal(norm_type_index(""), NORM_TYPE_OTHER);
+	assert_int_equal(norm_type_index(NULL), NORM_TYPE_OTHER);
+	assert_string_equal(norm_type_name(NORM_TYPE_OTHER), "other");
+	assert_string_equal(norm_type_name(1000), "other");
+}
+
 int
 main(void)
 {
@@ -2508,6 +2528,7 @@ main(void)
 		cmocka_unit_test(norm__dead_letter_api__same_shape_as_frames),
 		cmocka_unit_test(norm__cdr_with_5000_targets__one_record),
 		cmocka_unit_test(norm__cjson_out_of_memory__enomem_and_cleared),
+		cmocka_unit_test(norm__type_index__known_types_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
