@@ -22,6 +22,7 @@
 #include <libwebsockets.h>
 
 #include "cfg.h"
+#include "histo.h"
 #include "record.h"
 
 struct ksink;
@@ -35,8 +36,26 @@ struct ksink_env {
 	void			*pressure_ctx;
 };
 
+/* Why a delivery failed: a fixed set (metric labels). */
+enum ksink_fail {
+	KSINK_FAIL_TIMEOUT,	/* timed out (produced again) */
+	KSINK_FAIL_TRANSPORT,	/* broker down, network (produced again) */
+	KSINK_FAIL_PURGED,	/* purged at shutdown / rebuild (again) */
+	KSINK_FAIL_REFUSED,	/* refused for good (dead-lettered) */
+	KSINK_FAIL_OTHER,	/* any other error (produced again) */
+	KSINK_FAIL_COUNT
+};
+
+/* Successful deliveries per topic: the configured topics only. */
+#define KSINK_MAX_TOPICS	64
+
 struct ksink_stats {
 	uint64_t	produced;	/* delivery reports with success */
+	uint64_t	failed[KSINK_FAIL_COUNT];	/* failed reports */
+	const char	*topic_name[KSINK_MAX_TOPICS];	/* borrowed from cfg */
+	uint64_t	topic_produced[KSINK_MAX_TOPICS];
+	unsigned	ntopics;	/* + one more slot: "other" */
+	struct histo	latency;	/* frame receipt → broker ack */
 	uint64_t	retried;	/* failed deliveries produced again */
 	uint64_t	dead_lettered;	/* refused for good → dead-letter topic */
 	uint64_t	dropped;	/* dead letters refused for good: lost */
@@ -77,5 +96,8 @@ uint64_t ksink_flush(struct ksink *ks, int timeout_ms);
 void ksink_free(struct ksink *ks);
 
 const struct ksink_stats *ksink_get_stats(const struct ksink *ks);
+
+/** @returns the label for a failure reason. */
+const char *ksink_fail_name(enum ksink_fail why);
 
 #endif

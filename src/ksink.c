@@ -333,6 +333,58 @@ oom:
 	return W2K_ENOMEM;
 }
 
+static const char *const fail_names[] = {
+	[KSINK_FAIL_TIMEOUT] = "timeout", [KSINK_FAIL_TRANSPORT] = "transport",
+	[KSINK_FAIL_PURGED] = "purged", [KSINK_FAIL_REFUSED] = "refused",
+	[KSINK_FAIL_OTHER] = "other",
+};
+
+const char *
+ksink_fail_name(enum ksink_fail why)
+{
+	return (unsigned)why < W2K_ARRAY_SIZE(fail_names) ?
+	    fail_names[why] : "?";
+}
+
+static enum ksink_fail
+classify_failure(rd_kafka_resp_err_t err)
+{
+	if (refused_for_good(err))
+		return KSINK_FAIL_REFUSED;
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+	case RD_KAFKA_RESP_ERR__TIMED_OUT:
+	case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+		return KSINK_FAIL_TIMEOUT;
+	case RD_KAFKA_RESP_ERR__TRANSPORT:
+	case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+	case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+	case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+	case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+	case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+	case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+		return KSINK_FAIL_TRANSPORT;
+	case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+	case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+		return KSINK_FAIL_PURGED;
+	default:
+		return KSINK_FAIL_OTHER;
+	}
+}
+
+/* Per-topic delivery counts: the configured topics, then "other". */
+static void
+count_topic(struct ksink *ks, const char *topic)
+{
+	struct ksink_stats *st = &ks->stats;
+	unsigned i;
+
+	for (i = 0; i < st->ntopics; i++)
+		if (strcmp(st->topic_name[i], topic) == 0)
+			break;
+	st->topic_produced[i]++;	/* i == ntopics: the "other" slot */
+}
+
 static void
 dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
@@ -343,8 +395,13 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		ks->stats.produced++;
 		ks->stats.up = true;
+		count_topic(ks, rd_kafka_topic_name(rkm->rkt));
+		histo_observe(&ks->stats.latency,
+		    (double)(w2k_now_us() - (int64_t)(intptr_t)rkm->_private)
+		    / 1e6);
 		return;
 	}
+	ks->stats.failed[classify_failure(rkm->err)]++;
 	if (record_from_msg(&rec, rkm) != 0) {
 		log_err("kafka: out of memory re-queueing a failed record for "
 		    "%s: record lost", rd_kafka_topic_name(rkm->rkt));
@@ -519,6 +576,27 @@ ksink_poll_cb(lws_sorted_usec_list_t *sul)
 	    KSINK_POLL_US);
 }
 
+/* The topics deliveries are counted under: every route's, the dead-letter
+ * topic, each once; the slot after them counts anything else. */
+static void
+topics_init(struct ksink *ks)
+{
+	const struct cfg_kafka *kc = &ks->cfg->kafka;
+	struct ksink_stats *st = &ks->stats;
+
+	for (size_t i = 0; i <= kc->nroutes; i++) {
+		const char *t = i < kc->nroutes ? kc->routes[i].topic :
+		    kc->dead_letter_topic;
+		unsigned j;
+
+		for (j = 0; j < st->ntopics; j++)
+			if (strcmp(st->topic_name[j], t) == 0)
+				break;
+		if (j == st->ntopics && st->ntopics + 1 < KSINK_MAX_TOPICS)
+			st->topic_name[st->ntopics++] = t;
+	}
+}
+
 int
 ksink_new(const struct cfg *cfg, const struct ksink_env *env,
     struct ksink **ksp)
@@ -530,6 +608,7 @@ ksink_new(const struct cfg *cfg, const struct ksink_env *env,
 		return W2K_ENOMEM;
 	ks->cfg = cfg;
 	ks->env = env;
+	topics_init(ks);
 	if ((r = producer_new(ks)) != 0) {
 		free(ks);
 		return r;

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "pbx.h"
 #include "route.h"
+#include "svc.h"
 #include "w2k.h"
 
 #include <getopt.h>
@@ -24,7 +25,6 @@
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
-#include <systemd/sd-daemon.h>
 
 #define DEFAULT_CONFIG		"/etc/wsi2kafka/wsi2kafka.conf"
 #define FLUSH_TIMEOUT_MS	10000	/* contract §7 */
@@ -41,6 +41,7 @@ struct daemon {
 	struct ksink_env	 ks_env;
 	struct pbx		**pbx;
 	struct pbx_env		 pbx_env;
+	struct svc		*svc;
 	lws_sorted_usec_list_t	 sul_housekeeping;
 	uint64_t		 printed;	/* --dry-run records */
 };
@@ -161,6 +162,33 @@ housekeeping_cb(lws_sorted_usec_list_t *sul)
 	    HOUSEKEEPING_US);
 }
 
+/* STATUS=: one short line an operator reads in `systemctl status`. */
+static void
+status_text(void *ctx, char *buf, size_t len)
+{
+	struct daemon *d = ctx;
+	size_t up = 0, n = 0;
+	int w;
+
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		if (d->pbx[i] != NULL &&
+		    pbx_get_state(d->pbx[i]) == PBX_SUBSCRIBED)
+			up++;
+	w = snprintf(buf, len, "PBX %zu/%zu subscribed", up, d->cfg->npbx);
+	if (w > 0 && (size_t)w < len)
+		n = (size_t)w;
+	if (d->ks != NULL) {
+		const struct ksink_stats *st = ksink_get_stats(d->ks);
+
+		snprintf(buf + n, len - n, "; Kafka %s, %" PRIu64
+		    " delivered, %" PRIu64 " waiting", st->up ? "up" : "down",
+		    st->produced, st->pending);
+	} else {
+		snprintf(buf + n, len - n, "; dry run, %" PRIu64 " printed",
+		    d->printed);
+	}
+}
+
 /* ---- startup ----------------------------------------------------------- */
 
 static void
@@ -230,7 +258,7 @@ daemon_start(struct daemon *d, bool dry_run)
 		pbx_start(d->pbx[i]);
 	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
 	    HOUSEKEEPING_US);
-	return 0;
+	return svc_new(d->context, status_text, d, &d->svc);
 }
 
 /* ---- shutdown ------------------------------------------------------- */
@@ -250,7 +278,8 @@ daemon_stop(struct daemon *d)
 	int64_t deadline = w2k_mono_us() + CLOSE_TIMEOUT_US;
 	uint64_t left = 0;
 
-	sd_notify(0, "STOPPING=1");
+	if (d->svc != NULL)
+		svc_stopping(d->svc);
 	log_info("shutting down: closing PBX sessions");
 	/* Input first, so nothing new arrives while Kafka is flushed. */
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
@@ -283,6 +312,7 @@ daemon_free(struct daemon *d)
 {
 	if (d->context != NULL)
 		lws_sul_cancel(&d->sul_housekeeping);
+	svc_free(d->svc);
 	ksink_free(d->ks);
 	/* Sessions before the context: pbx_free() detaches live wsis. */
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
@@ -382,7 +412,7 @@ main(int argc, char **argv)
 	log_info("wsi2kafka %s started: %zu PBX%s, %s", W2K_VERSION,
 	    d.cfg->npbx, d.cfg->npbx == 1 ? "" : "s",
 	    dry_run ? "dry run (records on stdout)" : d.cfg->kafka.brokers);
-	sd_notify(0, "READY=1");
+	svc_ready(d.svc);
 
 	while (!got_term) {
 		lws_service(d.context, 0);
