@@ -23,7 +23,7 @@ B ?= build
 DEPS      = libwebsockets openssl libcjson rdkafka libconfig libsystemd
 DEB_PKGS  = build-essential pkg-config libwebsockets-dev libssl-dev \
             libcjson-dev librdkafka-dev libconfig-dev libsystemd-dev \
-            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev
+            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev curl
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)
 
@@ -116,8 +116,11 @@ deps:
 	fi
 
 # check: a sub-make so that pkg-config runs after deps installed the libraries.
+# -DW2K_TESTING compiles test-only hooks in (ksink.c: SIGUSR2 injects a fatal
+# producer error); release builds never have them.
 check: deps
-	$(MAKE) B=build/san SANITIZE=address,undefined CFLAGS="-O1 -g" tests fuzz-build
+	$(MAKE) B=build/san SANITIZE=address,undefined CFLAGS="-O1 -g" \
+	    CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING" tests fuzz-build
 	B=build/san tests/run
 
 demo: deps
@@ -128,3 +131,129 @@ clean:
 	rm -rf build
 
 .PHONY: all tests deps check demo clean fuzz fuzz-build
+
+# ---- install, packages (README "Installing and running as a service") -----
+#
+#   make install [DESTDIR=DIR] [PREFIX=/usr]  the binary, the unit, the
+#            sysusers.d and tmpfiles.d files, the manual pages and the default
+#            configuration (never over an existing one)
+#   make uninstall   the same files; the configuration only when unchanged
+#   make dist        $(PKGDIR)/wsi2kafka-VERSION.tar.gz: the tree, no build/
+#   make deb         Debian packages from packaging/debian, checked by lintian
+#   make rpm         RPMs from packaging/rpm/wsi2kafka.spec (Debian's rpmbuild)
+#
+# Packages are built from a copy of the tree (the dist tarball) by their own
+# tools, with a clean make environment, and land in $(PKGDIR).
+# DEB_BUILD_OPTIONS=nocheck and RPMBUILD_FLAGS=--nocheck skip their unit tests.
+
+UNITDIR     ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
+TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
+PKGDIR      ?= $(B)/pkg
+DIST         = $(PKGDIR)/$(NAME)-$(VERSION).tar.gz
+# The package tools, installed only when a package is built.
+PKG_TOOLS    = debhelper dpkg-dev fakeroot lintian rpm
+RPMBUILD_FLAGS ?=
+CONFFILE     = $(DESTDIR)$(SYSCONFDIR)/$(NAME)/$(NAME).conf
+# Package builds must not inherit this make's variables (B=build/san,
+# SANITIZE, CFLAGS...): command-line ones reach a sub-make through MAKEFLAGS
+# and the environment, and tests/run exports B.
+CLEAN_ENV    = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+               $(foreach v,B SANITIZE PKGDIR DESTDIR PREFIX BINDIR MANDIR \
+                   SYSCONFDIR UNITDIR SYSUSERSDIR TMPFILESDIR CFLAGS \
+                   CPPFLAGS LDFLAGS LDLIBS,-u $(v))
+
+# Manual pages get the version, the unit the installed binary's path (sed
+# at every install: BINDIR may differ between two installs).
+install: all
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" \
+	    "$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(TMPFILESDIR)" \
+	    "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8" \
+	    "$(DESTDIR)$(SYSCONFDIR)/$(NAME)"
+	install -m 0755 $(B)/$(NAME) "$(DESTDIR)$(BINDIR)/$(NAME)"
+	sed 's,/usr/bin/$(NAME),$(BINDIR)/$(NAME),g' systemd/$(NAME).service \
+	    >"$(DESTDIR)$(UNITDIR)/$(NAME).service"
+	install -m 0644 systemd/$(NAME).sysusers "$(DESTDIR)$(SYSUSERSDIR)/$(NAME).conf"
+	install -m 0644 systemd/$(NAME).tmpfiles "$(DESTDIR)$(TMPFILESDIR)/$(NAME).conf"
+	sed 's/@VERSION@/$(VERSION)/g' man/$(NAME).8 >"$(DESTDIR)$(MANDIR)/man8/$(NAME).8"
+	sed 's/@VERSION@/$(VERSION)/g' man/$(NAME).conf.5 \
+	    >"$(DESTDIR)$(MANDIR)/man5/$(NAME).conf.5"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/$(NAME).service" \
+	    "$(DESTDIR)$(MANDIR)/man8/$(NAME).8" \
+	    "$(DESTDIR)$(MANDIR)/man5/$(NAME).conf.5"
+	if [ -e "$(CONFFILE)" ]; then echo "keeping the existing $(CONFFILE)"; \
+	else install -m 0644 conf/$(NAME).conf "$(CONFFILE)"; fi
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/$(NAME)" \
+	    "$(DESTDIR)$(UNITDIR)/$(NAME).service" \
+	    "$(DESTDIR)$(SYSUSERSDIR)/$(NAME).conf" \
+	    "$(DESTDIR)$(TMPFILESDIR)/$(NAME).conf" \
+	    "$(DESTDIR)$(MANDIR)/man8/$(NAME).8" \
+	    "$(DESTDIR)$(MANDIR)/man5/$(NAME).conf.5"
+	if cmp -s conf/$(NAME).conf "$(CONFFILE)"; then rm -f "$(CONFFILE)"; \
+	elif [ -e "$(CONFFILE)" ]; then echo "keeping the edited $(CONFFILE)"; fi
+	rmdir "$(DESTDIR)$(SYSCONFDIR)/$(NAME)" 2>/dev/null || true
+
+# The tree as it is (committed or not), without build/ and .git.
+dist:
+	mkdir -p $(PKGDIR)
+	tar -czf $(DIST) --sort=name --owner=0 --group=0 --numeric-owner \
+	    --exclude-vcs --exclude=./build --exclude=./$(B) \
+	    --transform 's,^\.,$(NAME)-$(VERSION),' .
+
+# After deps, never beside it: two apt-get runs would fight over the lock.
+pkg-deps: deps
+	$(MAKE) --no-print-directory deps DEB_PKGS="$(PKG_TOOLS)"
+
+deb: pkg-deps dist
+	rm -rf $(PKGDIR)/deb $(PKGDIR)/$(NAME)*.deb $(PKGDIR)/$(NAME)_*.changes \
+	    $(PKGDIR)/$(NAME)_*.buildinfo
+	mkdir -p $(PKGDIR)/deb
+	tar -xzf $(DIST) -C $(PKGDIR)/deb
+	cp -R $(PKGDIR)/deb/$(NAME)-$(VERSION)/packaging/debian \
+	    $(PKGDIR)/deb/$(NAME)-$(VERSION)/debian
+	cd $(PKGDIR)/deb/$(NAME)-$(VERSION) && \
+	    $(CLEAN_ENV) dpkg-buildpackage -us -uc -b -Jauto
+	mv $(PKGDIR)/deb/*.deb $(PKGDIR)/deb/*.changes $(PKGDIR)/deb/*.buildinfo \
+	    $(PKGDIR)/
+	lintian --fail-on error $(PKGDIR)/$(NAME)_*.changes
+
+# --nodeps: the BuildRequires name RPM packages; Debian's rpm database is
+# empty, and `make deps` installed their Debian equivalents.
+rpm: pkg-deps dist
+	rm -rf $(PKGDIR)/rpmbuild $(PKGDIR)/$(NAME)*.rpm
+	mkdir -p $(PKGDIR)/rpmbuild/SOURCES
+	cp $(DIST) $(PKGDIR)/rpmbuild/SOURCES/
+	$(CLEAN_ENV) rpmbuild -bb --nodeps \
+	    --define "_topdir $(abspath $(PKGDIR)/rpmbuild)" \
+	    $(RPMBUILD_FLAGS) packaging/rpm/$(NAME).spec
+	mv $(PKGDIR)/rpmbuild/RPMS/*/*.rpm $(PKGDIR)/
+
+# The sd_notify socket stand-in for the systemd tests.
+$(B)/tests/notify_listen: tests/notify/notify_listen.c | $(B)/tests
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(LDLIBS)
+tests: $(B)/tests/notify_listen
+
+.PHONY: install uninstall dist pkg-deps deb rpm
+
+# Test helper for tests 150-179: a strict Prometheus text-format parser.
+tests: $(B)/tests/promparse
+$(B)/tests/promparse: tests/lib/promparse.c | $(B)/tests
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    -lm $(LDLIBS)
+
+# bench-spool: what the spool costs in throughput (README "Spool"). A
+# benchmark, not a test; run it on the disk the spool will live on:
+#   make bench-spool [BENCH_DIR=/var/lib/wsi2kafka/bench] [BENCH_RECORDS=N]
+BENCH_DIR     ?= $(B)/bench/spool
+BENCH_RECORDS ?= 200000
+$(B)/bench/spool_bench: tests/bench/spool_bench.c $(B)/libw2k.a
+	mkdir -p $(B)/bench
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(B)/libw2k.a $(DEP_LIBS) $(LDLIBS)
+bench-spool: $(B)/bench/spool_bench
+	$(B)/bench/spool_bench $(BENCH_DIR) $(BENCH_RECORDS)
+
+.PHONY: bench-spool

@@ -4,14 +4,13 @@
  * One librdkafka producer for the whole daemon, served from the lws event
  * loop: a timer polls it (delivery reports, errors and librdkafka's own log
  * lines all arrive on the loop thread), so nothing here needs a lock.
- * Records are copied into librdkafka (RD_KAFKA_MSG_F_COPY); a record counts
- * as delivered only when its delivery report says so.
  *
- * What is not yet accepted by librdkafka (its local queue is full, or a
- * delivery failed and must be produced again, or the producer is being
- * rebuilt after a fatal error) waits in an in-memory FIFO, and the pressure
- * callback asks the PBX sessions to stop reading until it drains: a full
- * queue is backpressure, never a sleep and never a drop.
+ * Every record goes into the spool (spool.h) first and is produced from
+ * there; it leaves the spool only when its delivery report says it was
+ * delivered. What librdkafka does not take yet (its local queue is full,
+ * a delivery failed, the producer is being rebuilt after a fatal error)
+ * simply waits in the spool: input from the PBXs is never paused, and
+ * when the spool is full its on_full policy applies.
  */
 #ifndef KSINK_H
 #define KSINK_H
@@ -24,16 +23,14 @@
 #include "cfg.h"
 #include "histo.h"
 #include "record.h"
+#include "spool.h"
 
 struct ksink;
 
-/** Called with high = true when input should pause, false when it may go on. */
-typedef void ksink_pressure_fn(void *ctx, bool high);
-
 struct ksink_env {
 	struct lws_context	*context;	/* borrowed: timers */
-	ksink_pressure_fn	*pressure;	/* may be NULL */
-	void			*pressure_ctx;
+	struct spool		*spool;		/* borrowed: must outlive the
+						   sink; closed after it */
 };
 
 /* Why a delivery failed: a fixed set (metric labels). */
@@ -49,6 +46,25 @@ enum ksink_fail {
 /* Successful deliveries per topic: the configured topics only. */
 #define KSINK_MAX_TOPICS	64
 
+/*
+ * librdkafka's own view, from its statistics callback (every
+ * statistics.interval.ms, 5 s unless kafka.properties says otherwise).
+ * Brokers are the cluster's (learned from metadata) and the configured
+ * bootstrap ones, at most KSINK_MAX_BROKERS: a bounded metric label.
+ */
+#define KSINK_MAX_BROKERS	32
+
+struct ksink_rkstats {
+	int64_t		at_us;		/* when they arrived (epoch µs); 0 never */
+	uint64_t	msgs;		/* msg_cnt: records in librdkafka's queues */
+	uint64_t	bytes;		/* msg_size: their bytes */
+	unsigned	nbrokers;
+	struct {
+		char	name[128];	/* librdkafka's "host:port/id" */
+		bool	up;		/* state "UP" */
+	} broker[KSINK_MAX_BROKERS];
+};
+
 struct ksink_stats {
 	uint64_t	produced;	/* delivery reports with success */
 	uint64_t	failed[KSINK_FAIL_COUNT];	/* failed reports */
@@ -58,10 +74,16 @@ struct ksink_stats {
 	struct histo	latency;	/* frame receipt → broker ack */
 	uint64_t	retried;	/* failed deliveries produced again */
 	uint64_t	dead_lettered;	/* refused for good → dead-letter topic */
-	uint64_t	dropped;	/* dead letters refused for good: lost */
+	uint64_t	dropped;	/* lost: dead letters refused for good,
+					   and records neither spooled nor
+					   accepted by librdkafka */
 	uint64_t	rebuilds;	/* producers rebuilt after fatal errors */
-	uint64_t	pending;	/* waiting in our FIFO now */
+	uint64_t	pending;	/* in the spool, not yet handed to
+					   librdkafka (refreshed every tick) */
+	uint64_t	unspooled;	/* produced without the spool, which
+					   could not be written */
 	bool		up;		/* a broker answered lately */
+	struct ksink_rkstats rk;	/* librdkafka's statistics */
 };
 
 /**
@@ -77,22 +99,42 @@ int ksink_new(const struct cfg *cfg, const struct ksink_env *env,
     struct ksink **ksp);
 
 /**
- * @brief Produce one record.
+ * @brief Follow a reloaded configuration (SIGHUP). The topics counted in
+ *        the statistics and the dead-letter topic follow at once; when
+ *        kafka.brokers or kafka.properties changed, a new producer
+ *        replaces the old one, and what the old one held goes back to the
+ *        spool to be produced again (duplicates possible, nothing lost).
+ * @param cfg borrowed; becomes the sink's live configuration and must
+ *        outlive it (or the next reconfigure). The old one must stay valid
+ *        until this returns.
+ * @returns 0, or W2K_EINVAL when librdkafka refuses the new settings
+ *          (logged): then nothing changed.
+ */
+int ksink_reconfigure(struct ksink *ks, const struct cfg *cfg);
+
+/**
+ * @brief Produce one record: append it to the spool, then hand the spool's
+ *        next records to librdkafka as far as it takes them.
  * @param rec borrowed; copied before return. rec->topic must be set.
- * @returns 0 (handed to librdkafka) or W2K_EAGAIN (kept in our FIFO; the
- *          pressure callback has been told). Never drops.
+ * @returns 0 (spooled; or, when the spool cannot be written, handed to
+ *          librdkafka directly), W2K_EFULL (the spool's on_full policy
+ *          dropped it: counted and logged), W2K_EIO (neither spooled nor
+ *          accepted: logged, counted in stats.dropped).
  */
 int ksink_produce(struct ksink *ks, const struct record *rec);
 
 /**
- * @brief Shutdown: deliver what is queued for at most timeout_ms, serving
- *        delivery reports (this blocks the loop; call it once sessions are
- *        closed), then purge what is left.
- * @returns the number of records that were not delivered.
+ * @brief Shutdown: deliver what the spool holds for at most timeout_ms,
+ *        serving delivery reports (this blocks the loop; call it once the
+ *        sessions are closed). What is not delivered stays in the spool.
+ * @returns the number of records left undelivered (kept in the spool).
  */
 uint64_t ksink_flush(struct ksink *ks, int timeout_ms);
 
-/** @brief Destroy the producer. NULL is a no-op. */
+/**
+ * @brief Destroy the producer: what librdkafka still holds is purged and
+ *        stays in the spool (spool_close() comes after). NULL is a no-op.
+ */
 void ksink_free(struct ksink *ks);
 
 const struct ksink_stats *ksink_get_stats(const struct ksink *ks);

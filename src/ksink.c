@@ -1,115 +1,142 @@
 /*
- * ksink.c — librdkafka producer on the lws event loop.
+ * ksink.c — the librdkafka producer on the lws event loop, fed from the
+ * spool (contract §7, style.md §14).
  *
- * Periodic work (one timer): every KSINK_POLL_US, rd_kafka_poll(rk, 0)
- * serves delivery reports, error and log callbacks on this thread, then the
- * FIFO of records waiting for librdkafka is drained as far as it accepts.
+ * Every record is appended to the spool first (ksink_produce()) and handed
+ * to librdkafka from there as fast as librdkafka takes it: spool_next()
+ * picks the record (those to produce again first, then the backlog found at
+ * start-up and live records in turn), rd_kafka_producev() copies it,
+ * spool_sent() marks it in flight. RD_KAFKA_RESP_ERR__QUEUE_FULL ends the
+ * round until the next tick: the spool is the backpressure, so input from
+ * the PBXs never pauses, and when the spool is full its on_full policy
+ * applies. The only thing that travels through librdkafka is the msg
+ * opaque: the record's spool sequence number.
  *
- * Failure handling, by delivery-report error:
- *   success                      → counted, done
- *   refused for good (too large, invalid, not authorized) → re-published on
- *                                  the dead-letter topic with the reason;
- *                                  a refused dead letter is logged and
- *                                  dropped (there is nowhere further)
- *   anything else (timeouts, brokers down, purges) → produced again
+ * Periodic work (lws timers, all on the loop thread):
+ *   sul_poll     every KSINK_POLL_US: rd_kafka_poll(rk, 0) serves delivery
+ *                reports and the error, statistics and log callbacks, then
+ *                up to KSINK_DRAIN_TICK records go from the spool to
+ *                librdkafka, then spool_tick();
+ *   sul_sync     armed while the spool holds unsynced appends (fsync =
+ *                "batch"): fires when the group-commit window ends;
+ *   sul_rebuild  one shot, after a fatal producer error.
+ *
+ * Delivery reports:
+ *   success                      → spool_ack(): the record may leave
+ *   refused for good (too large, invalid, not authorized) → a dead letter
+ *                                  carrying it is appended to the spool,
+ *                                  then it is acked; a dead letter refused
+ *                                  for good is logged and dropped (there is
+ *                                  nowhere further)
+ *   anything else (timeouts, brokers down, purges) → spool_requeue():
+ *                                  produced again, from the spool
  * and RD_KAFKA_RESP_ERR__FATAL (idempotence) rebuilds the producer from a
- * timer, never from inside librdkafka's callback.
+ * timer, never from inside librdkafka's callback; spool_rewind() then
+ * produces again whatever the old producer held.
+ *
+ * When the spool cannot be written (a failing disk, or one full before
+ * max_bytes), a record is produced directly, marked "unspooled" in its
+ * opaque: it then lives only in this process, which beats dropping it.
  *
  * This file never blocks the loop, except ksink_flush() at shutdown.
  */
 #include "ksink.h"
 #include "log.h"
 #include "norm.h"
+#include "spool.h"
 #include "w2k.h"
 
 #include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 
+#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
 #define KSINK_POLL_US		(10 * 1000)
+#define KSINK_DRAIN_TICK	2000	/* records per poll tick, at most */
+#define KSINK_DRAIN_NOW		8	/* after each new record */
 #define KSINK_ERRLOG_US		(5LL * 1000 * 1000)	/* log flood bound */
 #define KSINK_DL_SMALL		512	/* raw bytes kept after a size refusal */
 
-struct pend {
-	struct pend	*next;
-	struct record	 rec;
-};
+/*
+ * The msg opaque: a spool sequence number, or for a record the spool could
+ * not take, this bit and the receipt time (µs since the epoch, < 2^62).
+ */
+#define OPAQUE_UNSPOOLED	(UINT64_C(1) << 63)
+_Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
+    "the msg opaque carries a 64-bit sequence number");
 
 struct ksink {
 	const struct cfg	*cfg;
 	const struct ksink_env	*env;
+	struct spool		*sp;		/* borrowed from env */
 	rd_kafka_t		*rk;
 	lws_sorted_usec_list_t	 sul_poll;
+	lws_sorted_usec_list_t	 sul_sync;
 	lws_sorted_usec_list_t	 sul_rebuild;
-	struct pend		*head, *tail;	/* FIFO, oldest first */
-	bool			 pressure;	/* told the sessions to pause */
-	bool			 rebuilding;
+	bool			 sync_armed;
+	bool			 rebuilding;	/* fatal error: no producing */
+	bool			 destroying;	/* in producer_destroy() */
+	bool			 stalled;	/* librdkafka's queue is full */
+	bool			 stall_logged;	/* ...and that was logged */
+	int64_t			 stall_log_us;
 	int64_t			 last_errlog_us;
 	uint64_t		 errs_since_log;
 	struct ksink_stats	 stats;
 };
 
-/* ---- FIFO -------------------------------------------------------------- */
+#ifdef W2K_TESTING
+/*
+ * Test-only hook, compiled only with -DW2K_TESTING (`make check` builds so;
+ * release builds do not): SIGUSR2 makes the next poll tick call
+ * rd_kafka_test_fatal_error() on the live producer, as a broker breaking
+ * the idempotence sequence would, so that the integration tests can drive
+ * the rebuild-and-replay path (tests/integration/145-spool-fatal.sh).
+ */
+static volatile sig_atomic_t test_fatal;
 
 static void
-set_pressure(struct ksink *ks, bool high)
+on_sigusr2(int sig)
 {
-	if (ks->pressure == high)
-		return;
-	ks->pressure = high;
-	if (high)
-		log_warn("kafka: producer queue full: pausing PBX input");
-	else
-		log_info("kafka: producer queue drained: resuming PBX input");
-	if (ks->env->pressure != NULL)
-		ks->env->pressure(ks->env->pressure_ctx, high);
+	(void)sig;
+	test_fatal = 1;
 }
-
-/* Take ownership of rec's buffers (rec is zeroed). */
-static int
-pend_push(struct ksink *ks, struct record *rec)
-{
-	struct pend *pe = malloc(sizeof(*pe));
-
-	if (pe == NULL)
-		return W2K_ENOMEM;
-	pe->rec = *rec;
-	memset(rec, 0, sizeof(*rec));
-	pe->next = NULL;
-	if (ks->tail != NULL)
-		ks->tail->next = pe;
-	else
-		ks->head = pe;
-	ks->tail = pe;
-	ks->stats.pending++;
-	set_pressure(ks, true);
-	return 0;
-}
-
-static void
-pend_pop(struct ksink *ks)
-{
-	struct pend *pe = ks->head;
-
-	ks->head = pe->next;
-	if (ks->head == NULL)
-		ks->tail = NULL;
-	record_clear(&pe->rec);
-	free(pe);
-	ks->stats.pending--;
-}
+#endif
 
 /* ---- produce ------------------------------------------------------------ */
 
 /*
- * Hand one record to librdkafka. The opaque carries the receipt time, for
- * the latency of the delivery report.
+ * librdkafka's queue is full: records wait in the spool. With a slow
+ * broker that can change every tick, so the line is written at most every
+ * KSINK_ERRLOG_US, and "caught up" only after a "full" line.
  */
+static void
+set_stalled(struct ksink *ks, bool stalled)
+{
+	int64_t now = w2k_mono_us();
+
+	if (ks->stalled == stalled)
+		return;
+	ks->stalled = stalled;
+	if (stalled && now - ks->stall_log_us >= KSINK_ERRLOG_US) {
+		log_info("kafka: producer queue full: records wait in the "
+		    "spool (%" PRIu64 " now)", spool_get_stats(ks->sp)->records);
+		ks->stall_log_us = now;
+		ks->stall_logged = true;
+	} else if (!stalled && ks->stall_logged) {
+		log_info("kafka: producer caught up: no record waits in the "
+		    "spool");
+		ks->stall_logged = false;
+	}
+}
+
+/* Hand one record to librdkafka (copied: RD_KAFKA_MSG_F_COPY). */
 static rd_kafka_resp_err_t
-produce_one(struct ksink *ks, const struct record *rec)
+produce_one(struct ksink *ks, const struct record *rec, uint64_t opaque)
 {
 	rd_kafka_headers_t *hdrs = NULL;
 	rd_kafka_resp_err_t err;
@@ -127,7 +154,7 @@ produce_one(struct ksink *ks, const struct record *rec)
 	    RD_KAFKA_V_KEY(rec->key, rec->key_len),
 	    RD_KAFKA_V_VALUE(rec->value, rec->value_len),
 	    RD_KAFKA_V_HEADERS(hdrs),
-	    RD_KAFKA_V_OPAQUE((void *)(intptr_t)rec->received_us),
+	    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)opaque),
 	    RD_KAFKA_V_END);
 	/* On success the message owns the headers; on failure we still do. */
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != NULL)
@@ -185,17 +212,22 @@ size_refusal(rd_kafka_resp_err_t err)
  * original value as "raw" — cut to KSINK_DL_SMALL bytes when the refusal
  * was about size, so that the dead letter itself fits. A dead letter that
  * is refused for good has nowhere left to go: it is logged with its id and
- * dropped, rather than retried forever with every PBX paused behind it.
- * @returns true when rec (now the dead letter) must be produced, false
- *          when it was dropped (rec cleared).
+ * dropped, rather than retried forever.
+ * @param rec borrowed; not kept.
+ * @param dl  out, when 1 is returned: the dead letter (topic set), owned
+ *            by the caller.
+ * @returns 1 (produce dl, then the original is done), 0 (rec was a dead
+ *          letter: dropped, counted; the original is done), W2K_ENOMEM
+ *          (keep the original: it is tried again).
  */
-static bool
-handle_refusal(struct ksink *ks, struct record *rec, rd_kafka_resp_err_t err)
+static int
+dead_letter_for(struct ksink *ks, const struct record *rec,
+    rd_kafka_resp_err_t err, struct record *dl)
 {
 	const char *name, *value, *pbx = "", *id = "?";
 	size_t pos = 0, len = rec->value_len;
-	struct record dl;
 
+	memset(dl, 0, sizeof(*dl));
 	while (record_hdr_next(rec, &pos, &name, &value)) {
 		if (strcmp(name, "ce_source") == 0 &&
 		    strncmp(value, "wsi2kafka://", 12) == 0)
@@ -207,94 +239,138 @@ handle_refusal(struct ksink *ks, struct record *rec, rd_kafka_resp_err_t err)
 		log_err("kafka: %s refused dead letter %s for good (%s): "
 		    "dropped", rec->topic, id, rd_kafka_err2str(err));
 		ks->stats.dropped++;
-		record_clear(rec);
-		return false;
+		return 0;
 	}
 	if (size_refusal(err) && len > KSINK_DL_SMALL)
 		len = KSINK_DL_SMALL;
 	if (norm_dead_letter(pbx, rd_kafka_err2name(err),
 	    (const unsigned char *)rec->value, len, len < rec->value_len,
-	    rec->received_us, &dl) != 0 ||
-	    (dl.topic = strdup(ks->cfg->kafka.dead_letter_topic)) == NULL) {
-		record_clear(&dl);
-		/* Without memory keep the original: it is retried. */
+	    rec->received_us, dl) != 0 ||
+	    (dl->topic = strdup(ks->cfg->kafka.dead_letter_topic)) == NULL) {
+		record_clear(dl);
 		log_err("kafka: out of memory building a dead letter");
-		return true;
+		return W2K_ENOMEM;
 	}
 	log_err("kafka: %s refused record %s for good (%s): sent to %s",
-	    rec->topic, id, rd_kafka_err2str(err), dl.topic);
+	    rec->topic, id, rd_kafka_err2str(err), dl->topic);
 	ks->stats.dead_lettered++;
-	record_clear(rec);
-	*rec = dl;
-	return true;
+	return 1;
 }
 
-/* Drain the FIFO into librdkafka as far as it accepts. */
-static void
-drain(struct ksink *ks)
+/*
+ * The spool could not take rec (logged there): produce it directly. It is
+ * then only in librdkafka's memory, but not lost while this process lives.
+ */
+static int
+produce_unspooled(struct ksink *ks, const struct record *rec)
 {
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__STATE;
+
+	if (ks->rk != NULL && !ks->rebuilding && !ks->destroying &&
+	    (err = produce_one(ks, rec, OPAQUE_UNSPOOLED |
+	    ((uint64_t)rec->received_us & ~OPAQUE_UNSPOOLED))) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+		ks->stats.unspooled++;
+		return 0;
+	}
+	log_err("kafka: record %s for %s could neither be spooled nor "
+	    "produced (%s): lost", rec->id, rec->topic, rd_kafka_err2str(err));
+	ks->stats.dropped++;
+	return W2K_EIO;
+}
+
+/* Into the spool (or, failing that, directly to librdkafka). */
+static int
+store(struct ksink *ks, const struct record *rec)
+{
+	uint64_t seq;
+	int r = spool_append(ks->sp, rec, &seq);
+
+	/* W2K_EFULL: on_full dropped it, counted and logged by the spool. */
+	if (r == 0 || r == W2K_EFULL)
+		return r;
+	return produce_unspooled(ks, rec);
+}
+
+/* Records from the spool to librdkafka, at most budget of them. */
+static void
+drain(struct ksink *ks, unsigned budget)
+{
+	const struct record *rec;
 	rd_kafka_resp_err_t err;
+	struct record dl;
+	uint64_t seq;
+	int r;
 
-	while (ks->head != NULL && !ks->rebuilding) {
-		struct record *rec = &ks->head->rec;
-
-		err = produce_one(ks, rec);
-		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+	while (budget-- > 0 && ks->rk != NULL && !ks->rebuilding) {
+		if (spool_next(ks->sp, &rec, &seq) != 0) {
+			set_stalled(ks, false);		/* nothing waits */
 			return;
+		}
+		err = produce_one(ks, rec, seq);
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			set_stalled(ks, true);
+			return;
+		}
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			pend_pop(ks);
+			spool_sent(ks->sp, seq);
 			continue;
 		}
-		if (refused_for_good(err)) {
-			if (!handle_refusal(ks, rec, err))
-				pend_pop(ks);
-			continue;	/* as a dead letter, or the next */
+		if (!refused_for_good(err)) {
+			/* Unknown topic, fatal state…: try on the next tick. */
+			log_failure(ks, rec->topic, err, "kept for retry");
+			return;
 		}
-		/* Unknown topic, fatal state…: keep it, try on the next tick. */
-		log_failure(ks, rec->topic, err, "kept for retry");
-		return;
+		/* Refused before it left: dead letter first, then done. The
+		 * dead letter is built before rec (borrowed) goes stale. */
+		if ((r = dead_letter_for(ks, rec, err, &dl)) < 0)
+			return;
+		spool_sent(ks->sp, seq);
+		if (r == 1)
+			store(ks, &dl);
+		spool_ack(ks->sp, seq, NULL);
+		record_clear(&dl);
 	}
-	if (ks->head == NULL)
-		set_pressure(ks, false);
+}
+
+/* Arm the group-commit timer: in µs from now, -1 when nothing waits. */
+static void ksink_sync_cb(lws_sorted_usec_list_t *sul);
+
+static void
+arm_sync(struct ksink *ks, int64_t in)
+{
+	if (in < 0 || ks->sync_armed)
+		return;
+	ks->sync_armed = true;
+	lws_sul_schedule(ks->env->context, 0, &ks->sul_sync, ksink_sync_cb,
+	    in > 0 ? in : 1);
+}
+
+static void
+ksink_sync_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ksink *ks = lws_container_of(sul, struct ksink, sul_sync);
+
+	ks->sync_armed = false;
+	arm_sync(ks, spool_tick(ks->sp));
 }
 
 int
 ksink_produce(struct ksink *ks, const struct record *rec)
 {
-	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
-	bool direct = ks->head == NULL && !ks->rebuilding;
-	struct record copy;
+	int r = store(ks, rec);
 
-	/* FIFO first: what waits there is older and must go first. */
-	if (direct && (err = produce_one(ks, rec)) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		return 0;
-	if (record_copy(&copy, rec) != 0) {
-		log_err("kafka: out of memory queueing a record for %s: "
-		    "record lost", rec->topic);
-		return W2K_ENOMEM;
-	}
-	if (direct && refused_for_good(err)) {
-		if (!handle_refusal(ks, &copy, err))
-			return 0;
-		if (produce_one(ks, &copy) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			record_clear(&copy);
-			return 0;
-		}
-	}
-	if (pend_push(ks, &copy) != 0) {
-		record_clear(&copy);
-		log_err("kafka: out of memory queueing a record for %s: "
-		    "record lost", rec->topic);
-		return W2K_ENOMEM;
-	}
-	return W2K_EAGAIN;
+	drain(ks, KSINK_DRAIN_NOW);
+	arm_sync(ks, spool_tick(ks->sp));
+	return r;
 }
 
 /* ---- callbacks (all on the loop thread, from rd_kafka_poll) ------------ */
 
-/* Rebuild a struct record from a failed message, to produce it again. */
+/* Rebuild a struct record from a failed message (owned by the caller). */
 static int
-record_from_msg(struct record *rec, const rd_kafka_message_t *rkm)
+record_from_msg(struct record *rec, const rd_kafka_message_t *rkm,
+    int64_t received_us)
 {
 	rd_kafka_headers_t *hdrs = NULL;
 	const char *topic = rd_kafka_topic_name(rkm->rkt);
@@ -303,7 +379,7 @@ record_from_msg(struct record *rec, const rd_kafka_message_t *rkm)
 	size_t size, i = 0;
 
 	memset(rec, 0, sizeof(*rec));
-	rec->received_us = (int64_t)(intptr_t)rkm->_private;
+	rec->received_us = received_us;
 	if ((rec->topic = strdup(topic)) == NULL)
 		goto oom;
 	if (rkm->key != NULL) {
@@ -385,10 +461,46 @@ count_topic(struct ksink *ks, const char *topic)
 	st->topic_produced[i]++;	/* i == ntopics: the "other" slot */
 }
 
+/*
+ * A failed record refused for good: its dead letter goes into the spool
+ * before the original is acked, so a crash in between leaves both (a
+ * duplicate) rather than neither.
+ */
+static void
+refused_in_report(struct ksink *ks, const rd_kafka_message_t *rkm,
+    uint64_t seq, bool spooled, int64_t received_us)
+{
+	struct record rec, dl;
+	int r;
+
+	if (record_from_msg(&rec, rkm, received_us) != 0 ||
+	    (r = dead_letter_for(ks, &rec, rkm->err, &dl)) < 0) {
+		record_clear(&rec);
+		log_err("kafka: out of memory handling a refused record: "
+		    "producing it again");
+		if (spooled)
+			spool_requeue(ks->sp, seq);
+		else
+			store(ks, &rec);
+		return;
+	}
+	if (r == 1)
+		store(ks, &dl);
+	if (spooled)
+		spool_ack(ks->sp, seq, NULL);
+	record_clear(&dl);
+	record_clear(&rec);
+}
+
 static void
 dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
 	struct ksink *ks = opaque;
+	uint64_t op = (uint64_t)(uintptr_t)rkm->_private;
+	bool spooled = !(op & OPAQUE_UNSPOOLED);
+	uint64_t seq = spooled ? op : 0;
+	int64_t us = spooled ? spool_received_us(ks->sp, seq) :
+	    (int64_t)(op & ~OPAQUE_UNSPOOLED);
 	struct record rec;
 
 	(void)rk;
@@ -396,28 +508,35 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		ks->stats.produced++;
 		ks->stats.up = true;
 		count_topic(ks, rd_kafka_topic_name(rkm->rkt));
-		histo_observe(&ks->stats.latency,
-		    (double)(w2k_now_us() - (int64_t)(intptr_t)rkm->_private)
-		    / 1e6);
+		/* A record dropped by on_full meanwhile has no time left. */
+		if (us > 0)
+			histo_observe(&ks->stats.latency,
+			    (double)(w2k_now_us() - us) / 1e6);
+		if (spooled)
+			spool_ack(ks->sp, seq, NULL);
 		return;
 	}
 	ks->stats.failed[classify_failure(rkm->err)]++;
-	if (record_from_msg(&rec, rkm) != 0) {
-		log_err("kafka: out of memory re-queueing a failed record for "
-		    "%s: record lost", rd_kafka_topic_name(rkm->rkt));
+	if (refused_for_good(rkm->err)) {
+		refused_in_report(ks, rkm, seq, spooled, us);
 		return;
 	}
-	if (refused_for_good(rkm->err)) {
-		if (!handle_refusal(ks, &rec, rkm->err))
-			return;
-	} else {
-		log_failure(ks, rec.topic, rkm->err, "producing again");
-		ks->stats.retried++;
+	log_failure(ks, rd_kafka_topic_name(rkm->rkt), rkm->err,
+	    "producing again");
+	ks->stats.retried++;
+	if (spooled) {
+		spool_requeue(ks->sp, seq);
+		return;
 	}
-	if (pend_push(ks, &rec) != 0) {
-		log_err("kafka: out of memory re-queueing a failed record");
-		record_clear(&rec);
+	/* Not in the spool: try to put it there now. */
+	if (record_from_msg(&rec, rkm, us) != 0) {
+		log_err("kafka: out of memory producing a record again: "
+		    "record lost");
+		ks->stats.dropped++;
+		return;
 	}
+	store(ks, &rec);
+	record_clear(&rec);
 }
 
 static void ksink_rebuild_cb(lws_sorted_usec_list_t *sul);
@@ -453,6 +572,56 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_debug("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
+/*
+ * librdkafka's statistics (STATISTICS.md), served by rd_kafka_poll() on
+ * the loop thread: keep what the metrics export (queue depth, each
+ * broker's connection state). Only real brokers count: source "learned"
+ * (from metadata) or "configured" (bootstrap); librdkafka's internal and
+ * logical brokers have no connection of their own. stats.up follows them
+ * (true when one is UP, false when none is): this is librdkafka's current
+ * view, so after an outage Kafka shows up again without waiting for the
+ * next delivery report. Returning 0 lets librdkafka free json.
+ */
+static int
+stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	struct ksink_rkstats *rs = &((struct ksink *)opaque)->stats.rk;
+	cJSON *root = cJSON_ParseWithLength(json, json_len), *b, *x;
+	unsigned n = 0, up = 0;
+
+	(void)rk;
+	if (root == NULL)
+		return 0;
+	x = cJSON_GetObjectItemCaseSensitive(root, "msg_cnt");
+	rs->msgs = cJSON_IsNumber(x) && x->valuedouble > 0 ?
+	    (uint64_t)x->valuedouble : 0;
+	x = cJSON_GetObjectItemCaseSensitive(root, "msg_size");
+	rs->bytes = cJSON_IsNumber(x) && x->valuedouble > 0 ?
+	    (uint64_t)x->valuedouble : 0;
+	cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(root,
+	    "brokers")) {
+		const char *src = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(b, "source"));
+		const char *st = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(b, "state"));
+
+		if (n == KSINK_MAX_BROKERS || b->string == NULL ||
+		    src == NULL || st == NULL || (strcmp(src, "learned") != 0 &&
+		    strcmp(src, "configured") != 0))
+			continue;
+		snprintf(rs->broker[n].name, sizeof(rs->broker[n].name), "%s",
+		    b->string);
+		rs->broker[n].up = strcmp(st, "UP") == 0;
+		up += rs->broker[n].up;
+		n++;
+	}
+	rs->nbrokers = n;
+	rs->at_us = w2k_now_us();
+	((struct ksink *)opaque)->stats.up = up > 0;
+	cJSON_Delete(root);
+	return 0;
+}
+
 static void
 log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -484,19 +653,21 @@ conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 }
 
 static int
-producer_new(struct ksink *ks)
+producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 {
-	const struct cfg_kafka *kc = &ks->cfg->kafka;
+	const struct cfg_kafka *kc = &cfg->kafka;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
 	char errstr[512];
 	int r = 0;
 
 	/*
 	 * Defaults first, the user's properties after them (they win).
 	 * message.timeout.ms=0: librdkafka retries for as long as it takes;
-	 * a timeout would only hand the record back to us to produce again.
-	 * The local queue is bounded well below librdkafka's 1 GiB default so
-	 * memory stays small; beyond it, input pauses (backpressure).
+	 * a user's timeout only hands the record back to be produced again
+	 * from the spool, never loses it. The local queue is bounded well
+	 * below librdkafka's 1 GiB default so memory stays small; beyond it
+	 * records wait in the spool (backpressure).
 	 */
 	r |= conf_set(conf, "acks", "all");
 	r |= conf_set(conf, "enable.idempotence", "true");
@@ -504,6 +675,7 @@ producer_new(struct ksink *ks)
 	r |= conf_set(conf, "queue.buffering.max.kbytes", "65536");
 	r |= conf_set(conf, "log.queue", "true");
 	r |= conf_set(conf, "client.id", "wsi2kafka");
+	r |= conf_set(conf, "statistics.interval.ms", "5000");	/* stats_cb */
 	for (size_t i = 0; i < kc->prop_names.n; i++)
 		r |= conf_set(conf, kc->prop_names.v[i], kc->prop_values.v[i]);
 	r |= conf_set(conf, "bootstrap.servers", kc->brokers);
@@ -515,33 +687,63 @@ producer_new(struct ksink *ks)
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_log_cb(conf, log_cb);
-	ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (ks->rk == NULL) {
+	rd_kafka_conf_set_stats_cb(conf, stats_cb);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL) {
 		log_err("kafka: cannot create the producer: %s", errstr);
 		rd_kafka_conf_destroy(conf);	/* not taken on failure */
 		return W2K_EINVAL;
 	}
 	/* conf is owned by rk now. Logs go to the main queue we poll. */
-	rd_kafka_set_log_queue(ks->rk, NULL);
+	rd_kafka_set_log_queue(rk, NULL);
+	*rkp = rk;
 	return 0;
+}
+
+static int
+producer_new(struct ksink *ks)
+{
+	return producer_create(ks, ks->cfg, &ks->rk);
 }
 
 /*
  * Purge what librdkafka still holds and serve the delivery reports of the
- * purge: they fail with __PURGE_QUEUE/__PURGE_INFLIGHT, and dr_msg_cb puts
- * each back in our FIFO. Then destroy.
+ * purge: they fail with __PURGE_QUEUE/__PURGE_INFLIGHT and dr_msg_cb hands
+ * each back to the spool (spool_requeue()), which still has it on disk.
+ * Then destroy; spool_rewind() covers any report that never came.
  */
 static void
 producer_destroy(struct ksink *ks)
 {
 	if (ks->rk == NULL)
 		return;
+	ks->destroying = true;
 	rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE |
 	    RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(ks->rk, 0);
 	rd_kafka_flush(ks->rk, 100);	/* serves the purge reports */
 	rd_kafka_destroy(ks->rk);
 	ks->rk = NULL;
+	ks->destroying = false;
+	spool_rewind(ks->sp);
+}
+
+/* After a fatal error: a new producer, and everything in flight again. */
+static int
+rebuild(struct ksink *ks)
+{
+	const struct spool_stats *st;
+
+	producer_destroy(ks);
+	if (producer_new(ks) != 0)
+		return W2K_EFATAL;
+	ks->rebuilding = false;
+	ks->stats.rebuilds++;
+	st = spool_get_stats(ks->sp);
+	log_notice("kafka: producer rebuilt; %" PRIu64 " record%s in the "
+	    "spool to produce", st->records, st->records == 1 ? "" : "s");
+	drain(ks, KSINK_DRAIN_TICK);
+	return 0;
 }
 
 static void
@@ -549,19 +751,19 @@ ksink_rebuild_cb(lws_sorted_usec_list_t *sul)
 {
 	struct ksink *ks = lws_container_of(sul, struct ksink, sul_rebuild);
 
-	producer_destroy(ks);
-	if (producer_new(ks) != 0) {
-		/* Same configuration worked before: try again in a second. */
+	/* The same configuration worked before: try again in a second. */
+	if (rebuild(ks) != 0)
 		lws_sul_schedule(ks->env->context, 0, &ks->sul_rebuild,
 		    ksink_rebuild_cb, 1000 * 1000);
-		return;
-	}
-	ks->rebuilding = false;
-	ks->stats.rebuilds++;
-	log_notice("kafka: producer rebuilt; %" PRIu64 " record%s to "
-	    "produce again", ks->stats.pending,
-	    ks->stats.pending == 1 ? "" : "s");
-	drain(ks);
+}
+
+static void
+update_pending(struct ksink *ks)
+{
+	uint64_t records = spool_get_stats(ks->sp)->records;
+	uint64_t out = spool_inflight(ks->sp);
+
+	ks->stats.pending = records > out ? records - out : 0;
 }
 
 static void
@@ -571,19 +773,45 @@ ksink_poll_cb(lws_sorted_usec_list_t *sul)
 
 	if (ks->rk != NULL)
 		rd_kafka_poll(ks->rk, 0);
-	drain(ks);
+#ifdef W2K_TESTING
+	if (test_fatal && ks->rk != NULL && !ks->rebuilding) {
+		test_fatal = 0;
+		log_warn("kafka: test hook (SIGUSR2): injecting a fatal "
+		    "producer error");
+		rd_kafka_test_fatal_error(ks->rk,
+		    RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+		    "injected by test");
+	}
+#endif
+	drain(ks, KSINK_DRAIN_TICK);
+	arm_sync(ks, spool_tick(ks->sp));
+	update_pending(ks);
 	lws_sul_schedule(ks->env->context, 0, &ks->sul_poll, ksink_poll_cb,
 	    KSINK_POLL_US);
 }
 
-/* The topics deliveries are counted under: every route's, the dead-letter
- * topic, each once; the slot after them counts anything else. */
+/*
+ * The topics deliveries are counted under: every route's, the dead-letter
+ * topic, each once; the slot after them counts anything else. The names
+ * are borrowed from ks->cfg: on a reload they are set again from the new
+ * one, and a topic that stays keeps its count (a counter never goes
+ * back); the counts of topics no longer configured go to "other".
+ */
 static void
 topics_init(struct ksink *ks)
 {
 	const struct cfg_kafka *kc = &ks->cfg->kafka;
 	struct ksink_stats *st = &ks->stats;
+	const char *old_name[KSINK_MAX_TOPICS];
+	uint64_t old_count[KSINK_MAX_TOPICS], other;
+	unsigned nold = st->ntopics;
 
+	memcpy(old_name, st->topic_name, nold * sizeof(*old_name));
+	memcpy(old_count, st->topic_produced, (nold + 1) * sizeof(*old_count));
+	other = old_count[nold];
+	memset(st->topic_name, 0, sizeof(st->topic_name));
+	memset(st->topic_produced, 0, sizeof(st->topic_produced));
+	st->ntopics = 0;
 	for (size_t i = 0; i <= kc->nroutes; i++) {
 		const char *t = i < kc->nroutes ? kc->routes[i].topic :
 		    kc->dead_letter_topic;
@@ -595,6 +823,57 @@ topics_init(struct ksink *ks)
 		if (j == st->ntopics && st->ntopics + 1 < KSINK_MAX_TOPICS)
 			st->topic_name[st->ntopics++] = t;
 	}
+	for (unsigned i = 0; i < nold; i++) {
+		unsigned j;
+
+		for (j = 0; j < st->ntopics; j++)
+			if (strcmp(st->topic_name[j], old_name[i]) == 0)
+				break;
+		if (j < st->ntopics)
+			st->topic_produced[j] += old_count[i];
+		else
+			other += old_count[i];
+	}
+	st->topic_produced[st->ntopics] += other;
+}
+
+static bool
+strv_equal(const struct cfg_strv *a, const struct cfg_strv *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return false;
+	return true;
+}
+
+int
+ksink_reconfigure(struct ksink *ks, const struct cfg *cfg)
+{
+	const struct cfg_kafka *o = &ks->cfg->kafka, *n = &cfg->kafka;
+	rd_kafka_t *rk = NULL;
+
+	if (strcmp(o->brokers, n->brokers) != 0 ||
+	    !strv_equal(&o->prop_names, &n->prop_names) ||
+	    !strv_equal(&o->prop_values, &n->prop_values)) {
+		/* The new producer first: refused, nothing has changed. */
+		if (producer_create(ks, cfg, &rk) != 0)
+			return W2K_EINVAL;
+		/* What the old one holds goes back to the spool (its reports
+		 * are served with the old configuration still in place). */
+		lws_sul_cancel(&ks->sul_rebuild);
+		producer_destroy(ks);
+		ks->rk = rk;
+		rk = NULL;		/* ownership moved to ks */
+		ks->rebuilding = false;
+		log_notice("kafka: new producer for the reloaded settings "
+		    "(brokers %s)", n->brokers);
+	}
+	ks->cfg = cfg;
+	topics_init(ks);
+	drain(ks, KSINK_DRAIN_TICK);
+	return 0;
 }
 
 int
@@ -608,11 +887,23 @@ ksink_new(const struct cfg *cfg, const struct ksink_env *env,
 		return W2K_ENOMEM;
 	ks->cfg = cfg;
 	ks->env = env;
+	ks->sp = env->spool;
 	topics_init(ks);
 	if ((r = producer_new(ks)) != 0) {
 		free(ks);
 		return r;
 	}
+#ifdef W2K_TESTING
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_sigusr2;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR2, &sa, NULL);
+	}
+#endif
+	update_pending(ks);
 	lws_sul_schedule(env->context, 0, &ks->sul_poll, ksink_poll_cb,
 	    KSINK_POLL_US);
 	*ksp = ks;
@@ -627,22 +918,29 @@ ksink_flush(struct ksink *ks, int timeout_ms)
 
 	lws_sul_cancel(&ks->sul_poll);
 	lws_sul_cancel(&ks->sul_rebuild);
-	if (ks->rebuilding && ks->rk != NULL) {
-		producer_destroy(ks);
-		if (producer_new(ks) == 0)
-			ks->rebuilding = false;
-	}
-	while (ks->rk != NULL && w2k_mono_us() < deadline) {
-		drain(ks);
-		if (ks->head == NULL && rd_kafka_outq_len(ks->rk) == 0)
+	lws_sul_cancel(&ks->sul_sync);
+	ks->sync_armed = false;
+	/* Deliver what the spool holds, as far as the time allows; the
+	 * loop is not served meanwhile, so a rebuild happens here. */
+	while (w2k_mono_us() < deadline) {
+		if (ks->rebuilding && rebuild(ks) != 0)
+			break;
+		if (ks->rk == NULL)
+			break;
+		drain(ks, KSINK_DRAIN_TICK);
+		spool_tick(ks->sp);
+		if (spool_get_stats(ks->sp)->records == 0 &&
+		    rd_kafka_outq_len(ks->rk) == 0)
 			break;
 		rd_kafka_poll(ks->rk, 50);
 	}
-	left = ks->stats.pending + (ks->rk ? (uint64_t)rd_kafka_outq_len(ks->rk)
-	    : 0);
+	spool_tick(ks->sp);
+	left = spool_get_stats(ks->sp)->records;
+	update_pending(ks);
 	if (left > 0)
-		log_err("kafka: %" PRIu64 " record%s not delivered within "
-		    "%d ms", left, left == 1 ? "" : "s", timeout_ms);
+		log_notice("kafka: %" PRIu64 " record%s not delivered within "
+		    "%d s: kept in the spool for the next start", left,
+		    left == 1 ? "" : "s", timeout_ms / 1000);
 	return left;
 }
 
@@ -652,10 +950,10 @@ ksink_free(struct ksink *ks)
 	if (ks == NULL)
 		return;
 	lws_sul_cancel(&ks->sul_poll);
+	lws_sul_cancel(&ks->sul_sync);
 	lws_sul_cancel(&ks->sul_rebuild);
+	/* What librdkafka held goes back to the spool, which keeps it. */
 	producer_destroy(ks);
-	while (ks->head != NULL)
-		pend_pop(ks);
 	free(ks);
 }
 

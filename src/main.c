@@ -2,16 +2,20 @@
  * main.c — command line, signals, wiring, and the startup and shutdown
  * order (style.md §15.7). The only file that exits.
  *
- * Startup: argv → config (exit 78 on any problem) → signals → producer (or
- * the dry-run printer) → lws context → one session per PBX → READY=1.
+ * Startup: argv → config (exit 78 on any problem) → signals → spool and
+ * producer (or the dry-run printer) → lws context → one session per PBX → the HTTP
+ * listener (bound) → sessions started → READY=1.
  * Shutdown (SIGTERM/SIGINT): STOPPING=1 → close the PBX sessions (input
- * first) → flush Kafka for up to 10 s → free in reverse order → exit 0.
+ * first) → flush Kafka for up to 10 s → free in reverse order, the spool
+ * last (what is not delivered stays in it for the next start) → exit 0.
  */
 #include "cfg.h"
+#include "http.h"
 #include "ksink.h"
 #include "log.h"
 #include "pbx.h"
 #include "route.h"
+#include "spool.h"
 #include "svc.h"
 #include "w2k.h"
 
@@ -39,11 +43,23 @@ struct daemon {
 	struct route_table	*routes;
 	struct ksink		*ks;		/* NULL in --dry-run */
 	struct ksink_env	 ks_env;
+	struct spool		*sp;		/* NULL in --dry-run */
 	struct pbx		**pbx;
 	struct pbx_env		 pbx_env;
 	struct svc		*svc;
+	struct metrics_src	 msrc;		/* what /metrics reads */
+	struct http		*http;		/* NULL: http.listen unset */
 	lws_sorted_usec_list_t	 sul_housekeeping;
 	uint64_t		 printed;	/* --dry-run records */
+	/* reload: */
+	const char		*path;		/* the configuration file */
+	bool			 level_fixed;	/* -l given: the file's level
+						   does not apply */
+	struct pbx		**retiring;	/* sessions closing after a
+						   reload; freed once idle */
+	size_t			 nretiring;
+	struct cfg		*prev_cfg;	/* what retiring sessions still
+						   point into */
 };
 
 static void
@@ -139,24 +155,19 @@ emit_print(void *ctx, const struct record *rec)
 	return 0;
 }
 
-static void
-on_pressure(void *ctx, bool high)
-{
-	struct daemon *d = ctx;
-
-	for (size_t i = 0; i < d->cfg->npbx; i++)
-		pbx_rx_pause(d->pbx[i], high);
-}
-
 /*
  * lws 4.1 ignores lws_service()'s timeout (§13.3-7): a signal that lands
  * just before poll() would wait for the next timer. This one bounds that.
  */
+static void retiring_reap(struct daemon *d, bool force);
+
 static void
 housekeeping_cb(lws_sorted_usec_list_t *sul)
 {
 	struct daemon *d = lws_container_of(sul, struct daemon,
 	    sul_housekeeping);
+
+	retiring_reap(d, false);
 
 	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
 	    HOUSEKEEPING_US);
@@ -180,9 +191,12 @@ status_text(void *ctx, char *buf, size_t len)
 	if (d->ks != NULL) {
 		const struct ksink_stats *st = ksink_get_stats(d->ks);
 
+		const struct spool_stats *ss = spool_get_stats(d->sp);
+
 		snprintf(buf + n, len - n, "; Kafka %s, %" PRIu64
-		    " delivered, %" PRIu64 " waiting", st->up ? "up" : "down",
-		    st->produced, st->pending);
+		    " delivered; spool %" PRIu64 " records (%" PRIu64
+		    " KiB), %" PRIu64 " dropped", st->up ? "up" : "down",
+		    st->produced, ss->records, ss->bytes / 1024, ss->dropped);
 	} else {
 		snprintf(buf + n, len - n, "; dry run, %" PRIu64 " printed",
 		    d->printed);
@@ -190,6 +204,28 @@ status_text(void *ctx, char *buf, size_t len)
 }
 
 /* ---- startup ----------------------------------------------------------- */
+
+static void
+print_spool_problem(void *ctx, const char *msg)
+{
+	(void)ctx;
+	printf("  spool: %s\n", msg);
+}
+
+/* --check-config: what the spool holds, and damage start-up will repair. */
+static int
+check_spool(const struct cfg *cfg)
+{
+	struct spool_check_result res;
+
+	if (spool_check(cfg->spool.dir, &res, print_spool_problem, NULL) != 0)
+		return W2K_EXIT_CONFIG;
+	printf("  spool: %" PRIu64 " record%s in %" PRIu64 " segment%s (%"
+	    PRIu64 " bytes)%s\n", res.records, res.records == 1 ? "" : "s",
+	    res.segments, res.segments == 1 ? "" : "s", res.bytes,
+	    res.problems > 0 ? "; damage above is repaired at start" : "");
+	return W2K_EXIT_OK;
+}
 
 static void
 print_summary(const struct cfg *cfg)
@@ -237,9 +273,11 @@ daemon_start(struct daemon *d, bool dry_run)
 	if (dry_run) {
 		d->pbx_env.emit = emit_print;
 	} else {
+		/* Never fails on damaged files; only on an unusable dir. */
+		if ((r = spool_open(&d->cfg->spool, &d->sp)) != 0)
+			return r;
 		d->ks_env.context = d->context;
-		d->ks_env.pressure = on_pressure;
-		d->ks_env.pressure_ctx = d;
+		d->ks_env.spool = d->sp;
 		if ((r = ksink_new(d->cfg, &d->ks_env, &d->ks)) != 0)
 			return r;
 		d->pbx_env.emit = emit_kafka;
@@ -254,11 +292,185 @@ daemon_start(struct daemon *d, bool dry_run)
 	for (size_t i = 0; i < d->cfg->npbx; i++)
 		if ((r = pbx_new(&d->cfg->pbx[i], &d->pbx_env, &d->pbx[i])) != 0)
 			return r;
+
+	/* Bound before READY=1 (contract §9); a failure names the address. */
+	d->msrc.pbx = d->pbx;
+	d->msrc.npbx = d->cfg->npbx;
+	d->msrc.ks = d->ks;
+	d->msrc.sp = d->sp;
+	d->msrc.start_us = w2k_now_us();
+	if (d->cfg->http_listen != NULL && (r = http_new(d->context,
+	    d->cfg->http_listen, &d->msrc, &d->http)) != 0)
+		return r;
+
 	for (size_t i = 0; i < d->cfg->npbx; i++)
 		pbx_start(d->pbx[i]);
 	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
 	    HOUSEKEEPING_US);
 	return svc_new(d->context, status_text, d, &d->svc);
+}
+
+/* ---- reload (SIGHUP) --------------------------------------------- */
+
+/*
+ * Free the sessions a reload stopped once they are closed (or all of them,
+ * forced, before the next reload or at exit), then the configuration they
+ * pointed into.
+ */
+static void
+retiring_reap(struct daemon *d, bool force)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < d->nretiring; i++) {
+		if (force || pbx_idle(d->retiring[i]))
+			pbx_free(d->retiring[i]);
+		else
+			d->retiring[kept++] = d->retiring[i];
+	}
+	d->nretiring = kept;
+	if (kept == 0) {
+		free(d->retiring);
+		d->retiring = NULL;
+		cfg_free(d->prev_cfg);
+		d->prev_cfg = NULL;
+	}
+}
+
+static struct pbx *
+find_session(struct daemon *d, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		if (d->pbx[i] != NULL && strcmp(pbx_name(d->pbx[i]), name) == 0) {
+			*idx = i;
+			return d->pbx[i];
+		}
+	return NULL;
+}
+
+/* Settings that only a restart applies: said, never ignored silently. */
+static void
+warn_restart_needed(const struct cfg *old, const struct cfg *nc)
+{
+	const char *o = old->http_listen ? old->http_listen : "";
+	const char *n = nc->http_listen ? nc->http_listen : "";
+
+	if (strcmp(o, n) != 0)
+		log_warn("reload: http.listen changed: applies at the next "
+		    "restart");
+	if (strcmp(old->spool.dir, nc->spool.dir) != 0 ||
+	    old->spool.max_bytes != nc->spool.max_bytes ||
+	    old->spool.fsync != nc->spool.fsync ||
+	    old->spool.fsync_interval_ms != nc->spool.fsync_interval_ms ||
+	    old->spool.on_full != nc->spool.on_full)
+		log_warn("reload: spool settings changed: apply at the next "
+		    "restart");
+}
+
+/*
+ * SIGHUP: the new file is validated completely before anything changes; a
+ * bad file leaves the running configuration in force. Sessions whose
+ * settings did not change keep their connection (no new auth, no gap);
+ * changed and removed ones close, new ones start; routes, the dead-letter
+ * topic, the Kafka producer and the log level follow the new file.
+ */
+static void
+daemon_reload(struct daemon *d)
+{
+	struct route_table *nr = NULL;
+	struct cfg *nc = NULL;
+	struct pbx **np = NULL, **stop = NULL;
+	size_t bad, nstop = 0, kept = 0, started = 0, idx;
+	int r;
+
+	/* RELOADING=1 … READY=1 brackets every reload, refused ones too. */
+	svc_reloading(d->svc);
+	log_notice("SIGHUP: reloading %s", d->path);
+	if (cfg_load(d->path, &nc, NULL, NULL) != 0 ||
+	    cfg_check(nc, 0, NULL, NULL) != 0) {
+		log_err("reload: %s is not valid: the running configuration "
+		    "stays in force", d->path);
+		cfg_free(nc);
+		svc_ready(d->svc);
+		return;
+	}
+	if (route_new(nc->kafka.routes, nc->kafka.nroutes, &nr, &bad) != 0 ||
+	    (np = calloc(nc->npbx, sizeof(*np))) == NULL ||
+	    (stop = calloc(d->cfg->npbx, sizeof(*stop))) == NULL) {
+		log_err("reload: out of memory: the running configuration "
+		    "stays in force");
+		goto fail;
+	}
+	retiring_reap(d, true);	/* at most one generation closing */
+
+	/* New sessions first: if one cannot be set up, nothing changed. */
+	for (size_t j = 0; j < nc->npbx; j++) {
+		struct pbx *old = find_session(d, nc->pbx[j].name, &idx);
+
+		if (old != NULL && cfg_pbx_equal(&d->cfg->pbx[idx],
+		    &nc->pbx[j]))
+			continue;
+		if (pbx_new(&nc->pbx[j], &d->pbx_env, &np[j]) != 0)
+			goto fail;
+	}
+	if (d->ks != NULL && (r = ksink_reconfigure(d->ks, nc)) != 0) {
+		log_err("reload: the Kafka settings were refused: the running "
+		    "configuration stays in force");
+		goto fail;
+	}
+
+	/* Commit. */
+	for (size_t j = 0; j < nc->npbx; j++) {
+		struct pbx *old = find_session(d, nc->pbx[j].name, &idx);
+
+		if (np[j] == NULL) {		/* unchanged: keep it */
+			pbx_rebind(old, &nc->pbx[j]);
+			np[j] = old;
+			d->pbx[idx] = NULL;
+			kept++;
+		}
+	}
+	for (size_t i = 0; i < d->cfg->npbx; i++)
+		if (d->pbx[i] != NULL) {	/* removed or changed */
+			log_info("reload: pbx %s: closing its session",
+			    pbx_name(d->pbx[i]));
+			pbx_stop(d->pbx[i]);
+			stop[nstop++] = d->pbx[i];
+		}
+	warn_restart_needed(d->cfg, nc);
+	d->pbx_env.routes = nr;
+	d->pbx_env.dead_letter_topic = nc->kafka.dead_letter_topic;
+	route_free(d->routes);
+	d->routes = nr;
+	free(d->pbx);
+	d->pbx = np;
+	d->retiring = stop;
+	d->nretiring = nstop;
+	d->prev_cfg = d->cfg;	/* freed once the stopped sessions closed */
+	d->cfg = nc;
+	d->msrc.pbx = d->pbx;
+	d->msrc.npbx = nc->npbx;
+	if (!d->level_fixed)
+		log_set_level(nc->log_level);
+	for (size_t j = 0; j < nc->npbx; j++)
+		if (pbx_get_state(np[j]) == PBX_STOPPED) {	/* new */
+			pbx_start(np[j]);
+			started++;
+		}
+	retiring_reap(d, false);
+	log_notice("reload: done: %zu PBX session%s kept, %zu started, %zu "
+	    "stopped", kept, kept == 1 ? "" : "s", started, nstop);
+	svc_ready(d->svc);
+	return;
+
+fail:
+	svc_ready(d->svc);
+	for (size_t j = 0; np != NULL && j < nc->npbx; j++)
+		pbx_free(np[j]);
+	free(np);
+	free(stop);
+	route_free(nr);
+	cfg_free(nc);
 }
 
 /* ---- shutdown ------------------------------------------------------- */
@@ -285,6 +497,7 @@ daemon_stop(struct daemon *d)
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
 		if (d->pbx[i] != NULL)
 			pbx_stop(d->pbx[i]);
+	retiring_reap(d, false);
 	while (d->pbx != NULL && !all_sessions_closed(d) &&
 	    w2k_mono_us() < deadline)
 		lws_service(d->context, 0);
@@ -314,12 +527,16 @@ daemon_free(struct daemon *d)
 		lws_sul_cancel(&d->sul_housekeeping);
 	svc_free(d->svc);
 	ksink_free(d->ks);
+	retiring_reap(d, true);
 	/* Sessions before the context: pbx_free() detaches live wsis. */
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
 		pbx_free(d->pbx[i]);
 	free(d->pbx);
 	if (d->context != NULL)
 		lws_context_destroy(d->context);
+	http_free(d->http);	/* after the context: it calls back into it */
+	/* Last: what the producer did not deliver stays for the next start. */
+	spool_close(d->sp);
 	route_free(d->routes);
 	cfg_free(d->cfg);
 }
@@ -383,6 +600,8 @@ main(int argc, char **argv)
 	log_init(level);
 	lws_set_log_level(log_lws_mask(), log_lws_emit);
 	memset(&d, 0, sizeof(d));
+	d.path = path;
+	d.level_fixed = level_arg != NULL;
 	if (cfg_load(path, &d.cfg, NULL, NULL) != 0 ||
 	    cfg_check(d.cfg, check ? CFG_CHECK_SPOOL : 0, NULL, NULL) != 0) {
 		log_err("configuration %s is not valid", path);
@@ -395,8 +614,9 @@ main(int argc, char **argv)
 		log_set_level(level);
 	if (check) {
 		print_summary(d.cfg);
+		r = check_spool(d.cfg);
 		cfg_free(d.cfg);
-		return W2K_EXIT_OK;
+		return r;
 	}
 	if (install_signals() != 0) {
 		log_err("cannot install signal handlers");
@@ -418,12 +638,12 @@ main(int argc, char **argv)
 		lws_service(d.context, 0);
 		if (got_hup) {
 			got_hup = 0;
-			log_warn("SIGHUP: reloading is not supported by this "
-			    "version; restart the service to apply changes");
+			daemon_reload(&d);
 		}
 	}
 	r = daemon_stop(&d);
 	daemon_free(&d);
-	log_info("stopped%s", r == 0 ? "" : " (records left undelivered)");
+	log_info("stopped%s", r == 0 ? "" : " (undelivered records kept in "
+	    "the spool)");
 	return W2K_EXIT_OK;
 }
