@@ -49,8 +49,8 @@ enum pbx_disc {
 
 /**
  * Where records go. emit() borrows rec for the duration of the call (it
- * copies what it keeps) and returns 0, or W2K_EAGAIN when it accepted the
- * record but wants input slowed down (see pbx_rx_pause()).
+ * copies what it keeps) and returns 0 or a negative code; it has logged
+ * any failure itself (the session goes on either way).
  */
 typedef int pbx_emit_fn(void *ctx, const struct record *rec);
 
@@ -112,9 +112,6 @@ bool pbx_idle(const struct pbx *p);
  *        after lws_context_destroy(). NULL is a no-op.
  */
 void pbx_free(struct pbx *p);
-
-/** @brief Stop (true) or resume (false) reading from the PBX: backpressure. */
-void pbx_rx_pause(struct pbx *p, bool pause);
 
 /** @brief Rebind the session to a new cfg entry that cfg_pbx_equal()s the
  *        old one (reload): nothing else changes. */

@@ -340,13 +340,14 @@ render_kafka(struct out *o, const struct ksink_stats *ks)
 	    s->dead_lettered);
 
 	family(o, "wsi2kafka_records_lost_total", "counter",
-	    "Dead letters the brokers refused for good: dropped (each is "
-	    "logged with its id).");
+	    "Records lost: dead letters the brokers refused for good, or "
+	    "records that could be neither spooled nor produced (each "
+	    "logged).");
 	sample_u64(o, "wsi2kafka_records_lost_total", NULL, 0, s->dropped);
 
 	family(o, "wsi2kafka_kafka_pending_records", "gauge",
-	    "Records waiting in the daemon for librdkafka to accept them; "
-	    "PBX input is paused meanwhile.");
+	    "Spooled records not yet handed to librdkafka (its local queue "
+	    "is full or the brokers are down); they wait on disk.");
 	sample_u64(o, "wsi2kafka_kafka_pending_records", NULL, 0, s->pending);
 
 	family(o, "wsi2kafka_kafka_queue_records", "gauge",

@@ -43,7 +43,6 @@ struct pbx {
 	struct lws		*wsi;	/* borrowed; NULL when not connected */
 	enum pbx_state		 state;
 	bool			 stopping;
-	bool			 rx_paused;
 	bool			 closing;	/* close requested, reason set */
 	enum pbx_disc		 close_reason;
 	size_t			 url_idx;
@@ -401,9 +400,6 @@ pbx_tick_cb(lws_sorted_usec_list_t *sul)
 		    pc->name, cur_url(p)->text, pc->auth_timeout);
 		request_close(p, PBX_DISC_TIMEOUT);
 	}
-	/* While we hold reads back the PBX may be talking: not idle. */
-	if (p->rx_paused)
-		p->last_rx_us = now;
 	if (now - p->last_rx_us > (int64_t)pc->idle_timeout * 1000000) {
 		log_warn("pbx %s: nothing received from %s for %d s",
 		    pc->name, cur_url(p)->text, pc->idle_timeout);
@@ -677,8 +673,6 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		rx_reset(p);
 		log_info("pbx %s: connected to %s", p->pc->name,
 		    cur_url(p)->text);
-		if (p->rx_paused)
-			lws_rx_flow_control(wsi, 0);
 		if (queue_auth(p) != 0) {
 			log_err("pbx %s: cannot build the auth command",
 			    p->pc->name);
@@ -795,16 +789,6 @@ bool
 pbx_idle(const struct pbx *p)
 {
 	return p->wsi == NULL && p->state == PBX_STOPPED;
-}
-
-void
-pbx_rx_pause(struct pbx *p, bool pause)
-{
-	if (p->rx_paused == pause)
-		return;
-	p->rx_paused = pause;
-	if (p->wsi != NULL)
-		lws_rx_flow_control(p->wsi, pause ? 0 : 1);
 }
 
 void
