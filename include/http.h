@@ -46,9 +46,6 @@ struct http;
 int http_new(struct lws_context *context, const char *listen,
     const struct metrics_src *src, struct http **hp);
 
-/** @returns the TCP port listened on. */
-int http_port(const struct http *h);
-
 /**
  * @brief Free the listener. Call after lws_context_destroy(), which closes
  *        the listening socket and every connection and calls back into h

@@ -1,6 +1,6 @@
 /*
- * record.h — one Kafka record as it travels from the normalizer to the
- * producer (and, later, through the spool): topic, key, headers, value.
+ * record.h — one Kafka record as it travels from the normalizer through
+ * the spool to the producer: topic, key, headers, value.
  *
  * A record owns all of its buffers. Headers are packed as consecutive
  * NUL-terminated "name\0value\0" pairs so the whole record is a handful of
@@ -46,11 +46,5 @@ int record_hdr_add(struct record *rec, const char *name, const char *value);
  */
 bool record_hdr_next(const struct record *rec, size_t *pos,
     const char **name, const char **value);
-
-/**
- * @brief Deep copy src into dst (dst is overwritten, not freed first).
- * @returns 0 or W2K_ENOMEM (dst zeroed).
- */
-int record_copy(struct record *dst, const struct record *src);
 
 #endif

@@ -48,7 +48,6 @@ struct http {
 	char			*listen;	/* as configured, for logs */
 	/* Numeric; lws keeps a pointer to it (iface), so it lives here. */
 	char			 addr[INET6_ADDRSTRLEN + 1];
-	int			 port;
 	unsigned		 nconn;		/* connections open now */
 	uint64_t		 refused;	/* over HTTP_MAX_CONNS, ever */
 	int64_t			 refused_log_us;
@@ -401,16 +400,9 @@ http_new(struct lws_context *context, const char *listen,
 		free(h);
 		return W2K_EIO;
 	}
-	h->port = lws_get_vhost_listen_port(h->vhost);
 	log_info("http: listening on %s (/metrics /healthz /readyz)", listen);
 	*hp = h;
 	return 0;
-}
-
-int
-http_port(const struct http *h)
-{
-	return h->port;
 }
 
 void

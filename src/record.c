@@ -54,35 +54,3 @@ record_hdr_next(const struct record *rec, size_t *pos, const char **name,
 	*pos = (size_t)(end + 1 - rec->hdrs);
 	return true;
 }
-
-static int
-dup_bytes(char **dst, const char *src, size_t len, bool nul)
-{
-	*dst = NULL;
-	if (src == NULL)
-		return 0;
-	if ((*dst = malloc(len + (nul ? 1 : 0) + (len == 0))) == NULL)
-		return W2K_ENOMEM;
-	memcpy(*dst, src, len);
-	if (nul)
-		(*dst)[len] = '\0';
-	return 0;
-}
-
-int
-record_copy(struct record *dst, const struct record *src)
-{
-	*dst = *src;
-	dst->topic = dst->key = dst->value = dst->hdrs = dst->type = NULL;
-	if (dup_bytes(&dst->topic, src->topic,
-	    src->topic ? strlen(src->topic) : 0, true) != 0 ||
-	    dup_bytes(&dst->key, src->key, src->key_len, false) != 0 ||
-	    dup_bytes(&dst->value, src->value, src->value_len, false) != 0 ||
-	    dup_bytes(&dst->hdrs, src->hdrs, src->hdrs_len, false) != 0 ||
-	    dup_bytes(&dst->type, src->type,
-	    src->type ? strlen(src->type) : 0, true) != 0) {
-		record_clear(dst);
-		return W2K_ENOMEM;
-	}
-	return 0;
-}

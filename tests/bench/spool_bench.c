@@ -13,9 +13,7 @@
  *     + ack (librdkafka's part left out), with spool_tick() run as the
  *     group-commit timer would;
  *   - replay at start-up: spool_open() of a full backlog (the scan checks
- *     every checksum) and streaming it back out;
- * and, as the reference point, the in-memory copy the daemon made of each
- * record before the spool existed (record_copy() + free).
+ *     every checksum) and streaming it back out.
  */
 #include "log.h"
 #include "record.h"
@@ -161,24 +159,6 @@ bench_replay(unsigned n, size_t vlen)
 	spool_close(sp);
 }
 
-static void
-bench_memcopy(unsigned n, size_t vlen)
-{
-	struct record rec, copy;
-	int64_t t0;
-
-	mkrec(&rec, 0, vlen);
-	t0 = w2k_mono_us();
-	for (unsigned i = 0; i < n; i++) {
-		if (record_copy(&copy, &rec) != 0)
-			exit(1);
-		record_clear(&copy);
-	}
-	report("reference: in-memory copy (no spool)", n,
-	    spool_rec_len(&rec) * (size_t)n, secs(t0));
-	record_clear(&rec);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -201,7 +181,6 @@ main(int argc, char **argv)
 	printf("spool_bench: %u records of %zu bytes on disk (value %zu), in %s\n",
 	    n, spool_rec_len(&rec), vlen, dir);
 	record_clear(&rec);
-	bench_memcopy(n, vlen);
 	bench_cycle("never", CFG_FSYNC_NEVER, n, vlen);
 	bench_cycle("batch", CFG_FSYNC_BATCH, n, vlen);
 	/* One fdatasync per record: fewer records, or it takes minutes. */
