@@ -66,16 +66,29 @@ const struct spool_stats *spool_get_stats(const struct spool *sp);
 int spool_open(const struct cfg_spool *cs, struct spool **spp);
 
 /**
- * @brief Append one record (durable per spool.fsync: with "always" before
- *        return, with "batch" at the next group commit, see spool_tick()).
+ * @brief Append one record. It is written to the file (write-behind) when
+ *        256 KiB wait, before any read or sync of the file, or at the
+ *        owner's next spool_flush(); durable per spool.fsync: with
+ *        "always" before return, with "batch" at the next group commit
+ *        (spool_tick()).
  * @param rec  borrowed; fully copied before return. rec->topic must be set.
  * @param seqp out: its sequence number.
  * @returns 0; W2K_EFULL when on_full dropped this record (drop_newest, or
  *          it is larger than max_bytes), counted and logged; W2K_EINVAL
  *          when it is too large to frame (over 1 GiB) or has no topic;
- *          W2K_EIO when it could not be written (logged): not spooled.
+ *          W2K_EIO when the file cannot be written (logged): not spooled.
  */
 int spool_append(struct spool *sp, const struct record *rec, uint64_t *seqp);
+
+/**
+ * @brief Write what spool_append() collected to the file. The owner calls
+ *        it at the end of every event-loop turn that appended, so a record
+ *        reaches the page cache (and survives a crash of this process)
+ *        before the loop waits again.
+ * @returns 0, or W2K_EIO (logged; the records stay and are written at the
+ *          next call).
+ */
+int spool_flush(struct spool *sp);
 
 /**
  * @brief The next record to produce, without taking it: calling again
@@ -214,5 +227,11 @@ enum spool_dec spool_rec_decode(const unsigned char *buf, size_t len,
 
 /** @brief CRC32C (Castagnoli), continuing from crc (0 to start). */
 uint32_t spool_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#ifdef W2K_TESTING
+/** @brief Tests only: 1 uses the CPU's CRC32C instruction when it has one,
+ *         0 the portable tables. */
+void spool_crc32c_force(int hw);
+#endif
 
 #endif

@@ -77,6 +77,7 @@ struct ksink {
 	rd_kafka_t		*rk;
 	lws_sorted_usec_list_t	 sul_poll;
 	lws_sorted_usec_list_t	 sul_sync;
+	lws_sorted_usec_list_t	 sul_flush;	/* end of the loop turn */
 	lws_sorted_usec_list_t	 sul_rebuild;
 	bool			 sync_armed;
 	bool			 rebuilding;	/* fatal error: no producing */
@@ -355,10 +356,27 @@ ksink_sync_cb(lws_sorted_usec_list_t *sul)
 	arm_sync(ks, spool_tick(ks->sp));
 }
 
+/*
+ * The spool collects this turn's appends in memory (write-behind); a
+ * zero-delay timer runs before the loop next waits in poll() and writes
+ * them out in one go.
+ */
+static void
+ksink_flush_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ksink *ks = lws_container_of(sul, struct ksink, sul_flush);
+
+	(void)spool_flush(ks->sp);	/* logged; kept for the next try */
+}
+
 int
 ksink_produce(struct ksink *ks, const struct record *rec)
 {
 	int r = store(ks, rec);
+
+	if (lws_dll2_is_detached(&ks->sul_flush.list))
+		lws_sul_schedule(ks->env->context, 0, &ks->sul_flush,
+		    ksink_flush_cb, 1);
 
 	drain(ks, KSINK_DRAIN_NOW);
 	arm_sync(ks, spool_tick(ks->sp));
@@ -919,6 +937,8 @@ ksink_flush(struct ksink *ks, int timeout_ms)
 	lws_sul_cancel(&ks->sul_poll);
 	lws_sul_cancel(&ks->sul_rebuild);
 	lws_sul_cancel(&ks->sul_sync);
+	lws_sul_cancel(&ks->sul_flush);
+	(void)spool_flush(ks->sp);
 	ks->sync_armed = false;
 	/* Deliver what the spool holds, as far as the time allows; the
 	 * loop is not served meanwhile, so a rebuild happens here. */
@@ -952,6 +972,7 @@ ksink_free(struct ksink *ks)
 	lws_sul_cancel(&ks->sul_poll);
 	lws_sul_cancel(&ks->sul_sync);
 	lws_sul_cancel(&ks->sul_rebuild);
+	lws_sul_cancel(&ks->sul_flush);
 	/* What librdkafka held goes back to the spool, which keeps it. */
 	producer_destroy(ks);
 	free(ks);

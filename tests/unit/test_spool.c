@@ -119,9 +119,12 @@ take(struct spool *sp, uint64_t *seqp)
 	const struct record *rec;
 	unsigned n = 0;
 	uint64_t seq;
+	char v[32];
 
 	assert_int_equal(spool_next(sp, &rec, &seq), 0);
-	assert_int_equal(sscanf(rec->value, "{\"n\":%u", &n), 1);
+	/* rec->value is not NUL-terminated: scan a terminated copy. */
+	snprintf(v, sizeof(v), "%.*s", (int)rec->value_len, rec->value);
+	assert_int_equal(sscanf(v, "{\"n\":%u", &n), 1);
 	assert_int_equal(spool_sent(sp, seq), 0);
 	if (seqp != NULL)
 		*seqp = seq;
@@ -199,12 +202,40 @@ static void
 spool__crc32c__known_vector(void **state)
 {
 	(void)state;
-	/* The check value of CRC-32C (RFC 3720, B.4). */
-	assert_int_equal(spool_crc32c(0, "123456789", 9), 0xe3069283);
-	assert_int_equal(spool_crc32c(spool_crc32c(0, "1234", 4), "56789", 5),
-	    0xe3069283);
-	assert_int_equal(spool_crc32c(0, "", 0), 0);
+	/* The check value of CRC-32C (RFC 3720, B.4), both implementations. */
+	for (int hw = 0; hw < 2; hw++) {
+#ifdef W2K_TESTING
+		spool_crc32c_force(hw);
+#endif
+		assert_int_equal(spool_crc32c(0, "123456789", 9), 0xe3069283);
+		assert_int_equal(spool_crc32c(spool_crc32c(0, "1234", 4),
+		    "56789", 5), 0xe3069283);
+		assert_int_equal(spool_crc32c(0, "", 0), 0);
+	}
 }
+
+/* The instruction and the tables agree on every length and alignment
+ * (spool_crc32c_force() exists in -DW2K_TESTING builds, as make check's). */
+#ifdef W2K_TESTING
+static void
+spool__crc32c__hw_equals_sw(void **state)
+{
+	unsigned char buf[300];
+	uint32_t a, b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 131 + 7);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t len = 0; len + off <= sizeof(buf); len += 13) {
+			spool_crc32c_force(0);
+			a = spool_crc32c(0x12345678, buf + off, len);
+			spool_crc32c_force(1);
+			b = spool_crc32c(0x12345678, buf + off, len);
+			assert_int_equal(a, b);
+		}
+}
+#endif
 
 static void
 check_roundtrip(const struct record *rec, uint64_t seq)
@@ -380,6 +411,56 @@ spool__append_next_ack__in_order_and_retired(void **state)
 	/* Everything delivered: closing retires the segment. */
 	spool_close(sp);
 	assert_int_equal(segments(fx->dir, names, 8), 0);
+}
+
+/*
+ * Write-behind: appends reach the file at spool_flush() (or before any
+ * read of the file), not one write each; a reader that needs bytes still
+ * in memory gets them written first.
+ */
+static void
+spool__write_behind__on_disk_after_flush_or_read(void **state)
+{
+	struct fx *fx = *state;
+	struct spool_check_result res;
+	char names[4][32];
+	struct spool *sp;
+	unsigned reports = 0;
+	off_t before;
+
+	assert_int_equal(spool_open(&fx->cs, &sp), 0);
+	for (unsigned i = 0; i < 5; i++)
+		append(sp, i, 40);
+	assert_int_equal(segments(fx->dir, names, 4), 1);
+	before = file_size(fx->dir, names[0]);
+	assert_int_equal(spool_check(fx->dir, &res, count_report, &reports),
+	    0);
+	assert_int_equal(res.records, 0);	/* all five still in memory */
+	assert_int_equal(spool_flush(sp), 0);
+	assert_true(file_size(fx->dir, names[0]) > before);
+	assert_int_equal(spool_check(fx->dir, &res, count_report, &reports),
+	    0);
+	assert_int_equal(res.records, 5);
+	assert_int_equal(res.problems, 0);
+
+	/* Taken without an explicit flush: the reader flushes first. */
+	for (unsigned i = 5; i < 8; i++)
+		append(sp, i, 40);
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(take(sp, NULL), i);
+	assert_true(nothing_next(sp));
+	assert_int_equal(spool_check(fx->dir, &res, count_report, &reports),
+	    0);
+	assert_int_equal(res.records, 8);
+
+	/* Closing writes what waits: all of it is there at the next open. */
+	for (unsigned i = 8; i < 10; i++)
+		append(sp, i, 40);
+	spool_close(sp);
+	assert_int_equal(spool_open(&fx->cs, &sp), 0);
+	assert_int_equal(spool_get_stats(sp)->records, 10);
+	spool_close(sp);
+	assert_int_equal(reports, 0);
 }
 
 static void
@@ -903,12 +984,16 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(spool__crc32c__known_vector),
+#ifdef W2K_TESTING
+		cmocka_unit_test(spool__crc32c__hw_equals_sw),
+#endif
 		cmocka_unit_test(spool__codec__roundtrips),
 		cmocka_unit_test(spool__codec__rejects_what_cannot_be_encoded),
 		cmocka_unit_test(spool__codec__every_bit_flip__detected),
 		cmocka_unit_test(spool__codec__every_truncation__short),
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(spool__append_next_ack__in_order_and_retired),
+		T(spool__write_behind__on_disk_after_flush_or_read),
 		T(spool__sent_without_next__refused),
 		T(spool__requeue_and_rewind__produced_again_first),
 		T(spool__reopen__backlog_replayed_in_order),
