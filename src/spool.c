@@ -35,8 +35,10 @@
  * segment that goes missing (deleted by hand, lost with fsync = "never")
  * shows as a gap and is reported instead of passing silently.
  *
- * Durability (spool.fsync): a record is write(2)n before spool_append()
- * returns, so it survives the daemon's crash or SIGKILL in the page cache.
+ * Durability (spool.fsync): appends are collected in memory and write(2)n
+ * in one go at the end of the owner's loop turn (spool_flush()), before
+ * any read of the file and before a sync; from then on a record survives
+ * the daemon's crash or SIGKILL in the page cache.
  * Against power loss: "always" fdatasync()s each record before returning;
  * "batch" group-commits within fsync_interval_ms of the first unsynced
  * record (spool_tick()); "never" leaves it to the kernel's writeback. New
