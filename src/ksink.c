@@ -13,10 +13,14 @@
  * opaque: the record's spool sequence number.
  *
  * Periodic work (lws timers, all on the loop thread):
- *   sul_poll     every KSINK_POLL_US: rd_kafka_poll(rk, 0) serves delivery
- *                reports and the error, statistics and log callbacks, then
- *                up to KSINK_DRAIN_TICK records go from the spool to
- *                librdkafka, then spool_tick();
+ *   sul_poll     every KSINK_POLL_US, and at once when librdkafka wakes
+ *                the loop (queue_event_cb, ksink_service()):
+ *                rd_kafka_poll(rk, 0) serves delivery reports and the
+ *                error, statistics and log callbacks, then up to
+ *                KSINK_DRAIN_TICK records go from the spool to librdkafka,
+ *                then spool_tick();
+ *   sul_flush    zero delay, armed by an append: the spool's write-behind
+ *                buffer goes to the file before the loop waits again;
  *   sul_sync     armed while the spool holds unsynced appends (fsync =
  *                "batch"): fires when the group-commit window ends;
  *   sul_rebuild  one shot, after a fatal producer error.
@@ -48,6 +52,7 @@
 
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +85,7 @@ struct ksink {
 	lws_sorted_usec_list_t	 sul_poll;
 	lws_sorted_usec_list_t	 sul_sync;
 	lws_sorted_usec_list_t	 sul_flush;	/* end of the loop turn */
+	atomic_bool		 wake;	/* librdkafka has events for us */
 	lws_sorted_usec_list_t	 sul_rebuild;
 	bool			 sync_armed;
 	bool			 rebuilding;	/* fatal error: no producing */
@@ -672,6 +678,35 @@ conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 	return 0;
 }
 
+/*
+ * Delivery reports wait in librdkafka's main queue until rd_kafka_poll().
+ * Polling only from the KSINK_POLL_US tick would add up to that much to
+ * every record's latency, so librdkafka calls this (on one of its own
+ * threads) when the queue goes from empty to non-empty: it raises a flag
+ * and wakes the event loop (lws_cancel_service() is lws's thread-safe
+ * wake-up), whose next turn calls ksink_service().
+ */
+static void
+queue_event_cb(rd_kafka_t *rk, void *opaque)
+{
+	struct ksink *ks = opaque;
+
+	(void)rk;
+	atomic_store(&ks->wake, true);
+	lws_cancel_service(ks->env->context);
+}
+
+/* Turn queue_event_cb on (on) or off for rk's main queue. */
+static void
+queue_events(struct ksink *ks, rd_kafka_t *rk, bool on)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_get_main(rk);
+
+	rd_kafka_queue_cb_event_enable(q, on ? queue_event_cb : NULL,
+	    on ? ks : NULL);
+	rd_kafka_queue_destroy(q);	/* the handle only; rk keeps the queue */
+}
+
 static int
 producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 {
@@ -717,6 +752,7 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 	}
 	/* conf is owned by rk now. Logs go to the main queue we poll. */
 	rd_kafka_set_log_queue(rk, NULL);
+	queue_events(ks, rk, true);
 	*rkp = rk;
 	return 0;
 }
@@ -739,6 +775,7 @@ producer_destroy(struct ksink *ks)
 	if (ks->rk == NULL)
 		return;
 	ks->destroying = true;
+	queue_events(ks, ks->rk, false);
 	rd_kafka_purge(ks->rk, RD_KAFKA_PURGE_F_QUEUE |
 	    RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(ks->rk, 0);
@@ -787,11 +824,11 @@ update_pending(struct ksink *ks)
 	ks->stats.pending = records > out ? records - out : 0;
 }
 
+/* Delivery reports and callbacks, then records from the spool. */
 static void
-ksink_poll_cb(lws_sorted_usec_list_t *sul)
+serve(struct ksink *ks)
 {
-	struct ksink *ks = lws_container_of(sul, struct ksink, sul_poll);
-
+	atomic_store(&ks->wake, false);
 	if (ks->rk != NULL)
 		rd_kafka_poll(ks->rk, 0);
 #ifdef W2K_TESTING
@@ -807,8 +844,23 @@ ksink_poll_cb(lws_sorted_usec_list_t *sul)
 	drain(ks, KSINK_DRAIN_TICK);
 	arm_sync(ks, spool_tick(ks->sp));
 	update_pending(ks);
+}
+
+static void
+ksink_poll_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ksink *ks = lws_container_of(sul, struct ksink, sul_poll);
+
+	serve(ks);
 	lws_sul_schedule(ks->env->context, 0, &ks->sul_poll, ksink_poll_cb,
 	    KSINK_POLL_US);
+}
+
+void
+ksink_service(struct ksink *ks)
+{
+	if (ks != NULL && atomic_load(&ks->wake))
+		serve(ks);
 }
 
 /*

@@ -643,6 +643,7 @@ main(int argc, char **argv)
 
 	while (!got_term) {
 		lws_service(d.context, 0);
+		ksink_service(d.ks);
 		if (got_hup) {
 			got_hup = 0;
 			daemon_reload(&d);

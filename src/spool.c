@@ -61,6 +61,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,7 @@
 #define REC_F_KEY	0x02
 #define RD_CHUNK	(64 * 1024)
 #define WB_FLUSH	(256 * 1024)	/* write-behind: write at this much */
+#define SYNC_RETRY_US	1000	/* the sync thread is still busy */
 #define SPOOL_MAX_INFLIGHT (1u << 20)
 #define SEQ_LIMIT	(UINT64_MAX / 2)
 #define IDLE_RETIRE_US	(1000 * 1000)	/* retire a delivered, idle segment */
@@ -637,6 +639,7 @@ struct spool {
 	enum peek	 peek;		/* what spool_next() returned */
 	uint64_t	 peek_seq;
 
+	struct syncer	*syncer;	/* fsync = "batch": the sync thread */
 	bool		 dirty;		/* appended, not yet synced */
 	int64_t		 dirty_us;	/* since when (monotonic) */
 	bool		 dir_dirty;	/* an unlink not yet synced */
@@ -745,6 +748,158 @@ records_less(struct spool *sp, uint64_t n)
 	sp->stats.records -= n;
 	if (sp->stats.records == 0)
 		sp->stats.oldest_us = 0;
+}
+
+/*
+ * The group commit of fsync = "batch" runs on a thread of its own: an
+ * fdatasync() takes from a fraction of a millisecond to tens of them on a
+ * busy disk, and on the event loop it would stall PBX input and delivery
+ * reports for that long, every fsync_interval_ms. The loop hands it a
+ * dup() of the segment's descriptor (so a segment sealed meanwhile cannot
+ * reuse the number) and goes on; one sync at a time. Syncs that must be
+ * complete before the loop continues (sealing a segment, "always", close)
+ * stay on the loop (sync_data()).
+ */
+struct syncer {
+	pthread_t	 thread;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	int		 fd;		/* file to sync, or -1 */
+	int		 dirfd;		/* directory to sync after it, or -1 */
+	bool		 busy;		/* asked or syncing */
+	bool		 stop;
+	int		 err;		/* errno of a failed sync, 0 */
+	uint64_t	 first;		/* its segment, for the log line */
+};
+
+static void *
+syncer_main(void *arg)
+{
+	struct syncer *sy = arg;
+
+	pthread_mutex_lock(&sy->mu);
+	for (;;) {
+		while (!sy->busy && !sy->stop)
+			pthread_cond_wait(&sy->cv, &sy->mu);
+		if (!sy->busy)
+			break;
+		int fd = sy->fd, dirfd = sy->dirfd, err = 0;
+
+		pthread_mutex_unlock(&sy->mu);
+		/* The file first: its name must not outlive its data. */
+		if (fd >= 0 && fdatasync(fd) != 0)
+			err = errno;
+		if (dirfd >= 0 && fsync(dirfd) != 0 && err == 0)
+			err = errno;
+		if (fd >= 0)
+			close(fd);
+		if (dirfd >= 0)
+			close(dirfd);
+		pthread_mutex_lock(&sy->mu);
+		sy->fd = sy->dirfd = -1;
+		sy->busy = false;
+		if (err != 0)
+			sy->err = err;
+	}
+	pthread_mutex_unlock(&sy->mu);
+	return NULL;
+}
+
+static int
+syncer_start(struct spool *sp)
+{
+	struct syncer *sy = calloc(1, sizeof(*sy));
+
+	if (sy == NULL)
+		return W2K_ENOMEM;
+	sy->fd = sy->dirfd = -1;
+	pthread_mutex_init(&sy->mu, NULL);
+	pthread_cond_init(&sy->cv, NULL);
+	if (pthread_create(&sy->thread, NULL, syncer_main, sy) != 0) {
+		pthread_cond_destroy(&sy->cv);
+		pthread_mutex_destroy(&sy->mu);
+		free(sy);
+		return W2K_EFATAL;
+	}
+	sp->syncer = sy;
+	return 0;
+}
+
+/* Waits for a sync under way to finish. */
+static void
+syncer_stop(struct spool *sp)
+{
+	struct syncer *sy = sp->syncer;
+
+	if (sy == NULL)
+		return;
+	pthread_mutex_lock(&sy->mu);
+	sy->stop = true;
+	pthread_cond_signal(&sy->cv);
+	pthread_mutex_unlock(&sy->mu);
+	pthread_join(sy->thread, NULL);
+	pthread_cond_destroy(&sy->cv);
+	pthread_mutex_destroy(&sy->mu);
+	free(sy);
+	sp->syncer = NULL;
+}
+
+/* A sync handed over and not finished yet? */
+static bool
+syncer_busy(struct spool *sp)
+{
+	bool busy;
+
+	if (sp->syncer == NULL)
+		return false;
+	pthread_mutex_lock(&sp->syncer->mu);
+	busy = sp->syncer->busy;
+	pthread_mutex_unlock(&sp->syncer->mu);
+	return busy;
+}
+
+/*
+ * Hand the current segment (file: its data) and/or the directory (after a
+ * segment was created or removed) to the sync thread. @returns false when
+ * the previous sync is still running (try again shortly).
+ */
+static bool
+syncer_ask(struct spool *sp, bool file)
+{
+	struct syncer *sy = sp->syncer;
+	char name[64];
+	int err = 0, fd;
+	bool ok = false;
+
+	pthread_mutex_lock(&sy->mu);
+	if (sy->err != 0) {
+		err = sy->err;
+		sy->err = 0;
+		seg_name(name, sizeof(name), sy->first);
+	}
+	if (!sy->busy) {
+		if (file && sp->wfd >= 0) {
+			(void)spool_flush(sp);	/* logged; the rest is synced */
+			if ((fd = dup(sp->wfd)) >= 0) {
+				sy->fd = fd;
+				sy->first = sp->wseg->first;
+			}
+		}
+		if (sp->dir_dirty && (fd = dup(sp->dirfd)) >= 0) {
+			sy->dirfd = fd;
+			sp->dir_dirty = false;
+		}
+		/* (without a descriptor, the next tick tries again) */
+		if (sy->fd >= 0 || sy->dirfd >= 0) {
+			sy->busy = true;
+			pthread_cond_signal(&sy->cv);
+		}
+		ok = true;
+	}
+	pthread_mutex_unlock(&sy->mu);
+	if (err != 0)
+		io_error(sp, "fsync of", name, err);
+	return ok;
 }
 
 static void
@@ -951,7 +1106,7 @@ seal(struct spool *sp, bool sync)
 	 * which the reader reports as lost (cursor_finish()).
 	 */
 	(void)spool_flush(sp);
-	if (sync && sp->dirty)
+	if (sync && (sp->dirty || syncer_busy(sp)))
 		sync_data(sp);
 	sp->dirty = false;
 	sp->wpend = 0;
@@ -1006,10 +1161,18 @@ seg_create(struct spool *sp)
 	 * fdatasync() of the file later does not persist its name, and
 	 * records synced into a file the directory forgot would be lost.
 	 */
-	if (sp->fsync != CFG_FSYNC_NEVER) {
+	if (sp->fsync == CFG_FSYNC_ALWAYS ||
+	    (sp->fsync == CFG_FSYNC_BATCH && sp->syncer == NULL)) {
 		if (fdatasync(fd) != 0)
 			io_error(sp, "fsync of", name, errno);
 		sync_dir(sp);
+	} else if (sp->fsync == CFG_FSYNC_BATCH) {
+		/*
+		 * With the sync thread: the group commit that first syncs
+		 * records in this file syncs the directory after it, off the
+		 * loop (a rotation used to cost three syncs on the loop).
+		 */
+		sp->dir_dirty = true;
 	}
 	s->first = s->end = sp->next_seq;
 	s->bytes = s->data_off = SEG_HDR_LEN;
@@ -1588,12 +1751,23 @@ int64_t
 spool_tick(struct spool *sp)
 {
 	int64_t now = w2k_mono_us();
+	bool busy = false, due;
 
 	sp->peek = PEEK_NONE;
-	if (sp->dirty && now - sp->dirty_us >= sp->fsync_us)
-		sync_data(sp);
-	if (sp->dir_dirty)
-		sync_dir(sp);
+	due = sp->dirty && now - sp->dirty_us >= sp->fsync_us;
+	if (sp->syncer != NULL) {
+		if (due || sp->dir_dirty) {
+			if (syncer_ask(sp, due))
+				sp->dirty = sp->dirty && !due;
+			else
+				busy = true;	/* the last one still runs */
+		}
+	} else {
+		if (due)
+			sync_data(sp);
+		if (sp->dir_dirty)
+			sync_dir(sp);
+	}
 	/*
 	 * A segment whose records are all delivered and that has seen no
 	 * append for a while is retired now rather than when it fills up:
@@ -1611,6 +1785,8 @@ spool_tick(struct spool *sp)
 		refresh_oldest(sp);
 	if (sp->drop_unlogged > 0 && now - sp->drop_log_us >= LOG_EVERY_US)
 		drop_note(sp, 0, true);
+	if (busy)
+		return SYNC_RETRY_US;
 	if (!sp->dirty)
 		return -1;
 	return now - sp->dirty_us >= sp->fsync_us ? 0 :
@@ -2042,6 +2218,11 @@ spool_open(const struct cfg_spool *cs, struct spool **spp)
 		    sp->stats.bytes);
 	else
 		log_info("spool %s: empty", sp->dir);
+	if (sp->fsync == CFG_FSYNC_BATCH && (r = syncer_start(sp)) != 0) {
+		log_err("spool: cannot start the sync thread");
+		spool_close(sp);
+		return r;
+	}
 	refresh_oldest(sp);
 	sp->peek = PEEK_NONE;
 	*spp = sp;
@@ -2054,6 +2235,7 @@ spool_close(struct spool *sp)
 	if (sp == NULL)
 		return;
 	sp->peek = PEEK_NONE;
+	syncer_stop(sp);	/* its sync finishes; seal() syncs the rest */
 	if (sp->dirfd >= 0) {
 		seal(sp, sp->fsync != CFG_FSYNC_NEVER);
 		retire(sp);
