@@ -721,14 +721,16 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 	 * message.timeout.ms=0: librdkafka retries for as long as it takes;
 	 * a user's timeout only hands the record back to be produced again
 	 * from the spool, never loses it. The local queue is bounded well
-	 * below librdkafka's 1 GiB default so memory stays small (16 MiB:
-	 * a third of a second at 100,000 events/s keeps the brokers busy);
-	 * beyond it records wait in the spool (backpressure).
+	 * below librdkafka's defaults (1 GiB, 100,000 messages) so memory
+	 * stays small: 16,384 records (a sixth of a second at 100,000
+	 * events/s keeps the brokers busy) cost about 25 MiB with their
+	 * headers; beyond it records wait in the spool (backpressure).
 	 */
 	r |= conf_set(conf, "acks", "all");
 	r |= conf_set(conf, "enable.idempotence", "true");
 	r |= conf_set(conf, "message.timeout.ms", "0");
 	r |= conf_set(conf, "queue.buffering.max.kbytes", "16384");
+	r |= conf_set(conf, "queue.buffering.max.messages", "16384");
 	r |= conf_set(conf, "log.queue", "true");
 	r |= conf_set(conf, "client.id", "wsi2kafka");
 	r |= conf_set(conf, "statistics.interval.ms", "5000");	/* stats_cb */
