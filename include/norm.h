@@ -7,10 +7,12 @@
  *     normalized data;
  *   - a command reply ({"command":…} or the v16.0 form {"status":0}), which
  *     the session handles and which is never published;
- *   - a dead letter (invalid UTF-8 or JSON, not an object, no event_type,
- *     too large), as one record for the dead-letter topic.
- * Pure: no I/O, no logging, no global state; the caller routes records
- * (sets record.topic). Records come out with topic == NULL.
+ *   - a dead letter (invalid UTF-8 or JSON, over a limit below, not an
+ *     object, no event_type, too large), as one record for the dead-letter
+ *     topic.
+ * Pure: no I/O, no logging, no state kept between calls (only constant
+ * lookup data, made once, thread-safely), so any thread may call it. The
+ * caller routes records (sets record.topic); they come out with topic NULL.
  */
 #ifndef NORM_H
 #define NORM_H
@@ -33,6 +35,33 @@ enum norm_kind {
 #define NORM_DL_NOT_OBJECT	"not_object"
 #define NORM_DL_NO_EVENT_TYPE	"no_event_type"
 #define NORM_DL_TOO_LARGE	"too_large"
+#define NORM_DL_TOO_DEEP	"too_deep"
+#define NORM_DL_TOO_MANY_MEMBERS "too_many_members"
+
+/*
+ * Limits on a frame's JSON, beyond the size limit (pbx.max_frame). Real
+ * PortSIP events nest 3 levels deep (a CDR: the frame, call_targets, one
+ * target), have at most about 40 members per object, and their longest
+ * arrays are call_targets (a few dozen entries for a long IVR/queue call)
+ * and an extension_status snapshot's status (one entry per extension: a few
+ * thousand on a large tenant; about 16000 fit in the default 4 MiB frame).
+ * The limits leave ample room above that and bound what one hostile frame
+ * costs (work, memory, and every consumer's parser).
+ *   NORM_MAX_DEPTH     nested objects/arrays, the frame's own object
+ *                      included (its record nests one level deeper);
+ *                      over it: too_deep
+ *   NORM_MAX_MEMBERS   members of one object, duplicate keys included
+ *   NORM_MAX_ELEMENTS  elements of one array
+ *   NORM_MAX_VALUES    values in the whole frame (objects, arrays, strings,
+ *                      numbers, true/false/null): bounds the parse tree,
+ *                      40 bytes a value, whatever pbx.max_frame is
+ *                      over any of these: too_many_members
+ * The first problem in the text decides the reason.
+ */
+#define NORM_MAX_DEPTH		32
+#define NORM_MAX_MEMBERS	10000
+#define NORM_MAX_ELEMENTS	100000
+#define NORM_MAX_VALUES		1000000
 
 /* At most this much of a bad frame is kept in a dead letter's "raw". */
 #define NORM_DL_RAW_MAX		(64 * 1024)

@@ -1,57 +1,64 @@
 /*
  * norm.c — one WebSocket frame from a PBX → Kafka records (contract §5):
- * strict UTF-8 and JSON checks, normalization of the payload, envelope,
- * key, CloudEvents headers and the stable record id.
+ * strict UTF-8 and JSON checks, limits, normalization of the payload,
+ * envelope, key, CloudEvents headers and the stable record id.
  *
- * Pure: no I/O, no logging, no state kept between calls. It must never
- * crash or loop on any input — whatever the PBX sends either becomes
- * records or one dead letter that keeps the raw bytes; the only error it
- * returns is W2K_ENOMEM. It is the hot path (every frame of every PBX), so
- * it walks the text and the tree a fixed small number of times and prints
- * the records itself instead of building a second cJSON tree.
+ * Pure: no I/O, no logging, no state kept between calls (the SHA-256
+ * method and the type table are made once, with pthread_once()). It must
+ * never crash or loop on any input — whatever the PBX sends either
+ * becomes records or one dead letter that keeps the raw bytes; the only
+ * error it returns is W2K_ENOMEM. It is the hot path (every frame of every
+ * PBX), so it reads the text twice (UTF-8, then JSON), builds a flat tree
+ * in one array without a malloc per value (on the stack for most frames),
+ * prints each record on the stack and allocates only what the record
+ * keeps: value, key, type, headers.
  *
  * Pipeline for one frame:
  *   utf8_prefix()  strict UTF-8 (no overlongs, surrogates, > U+10FFFF), NULs
- *   json_scan()    strict RFC 8259 grammar, cJSON's nesting limit, and the
- *                  text span of every number literal, in document order
- *   cJSON parse    cannot fail any more except for lack of memory
- *   norm_obj()     the §5 normalization, in place, at every depth
+ *   json_parse()   strict RFC 8259 grammar and the limits (NORM_MAX_*) in
+ *                  one pass that builds the tree: strings point into the
+ *                  frame (or, when they hold escapes, into one buffer of
+ *                  decoded text), numbers keep their literal, and every
+ *                  value is normalized (§5) as it is read, every object
+ *                  de-duplicated and its legacy names renamed as it closes
  *   emit_*()       envelope + data printed straight into a buffer
  *
- * cJSON stores numbers as doubles, which would corrupt 64-bit ids and large
- * counters. Instead every number item keeps the index of its literal in
- * valueint (cJSON only uses valueint for its own printing, which we never
- * call) and is printed from the original text. Two private type bits ride
- * along in item->type above cJSON's own flags (cJSON masks types with 0xFF
- * and cJSON_Delete() only looks at cJSON_IsReference/StringIsConst).
+ * Numbers are never converted to doubles, which would corrupt 64-bit ids
+ * and large counters: they are printed from the original text.
+ *
+ * Why frames are not parsed with cJSON, the project's JSON library (used
+ * for the commands the session sends and librdkafka's statistics): it
+ * turns every number into a double, it has no bound on members or
+ * elements (only a compile-time nesting limit of 1000) and it allocates
+ * every value on its own. A strict validating scan had to run before it
+ * anyway (grammar, number spans, limits); that one pass now builds the
+ * tree too, instead of the text being parsed twice (2.7 times less CPU
+ * per frame, README "Performance").
  */
 #include "norm.h"
 #include "w2k.h"
 
-#include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NF_QUOTED	(1 << 12)	/* number item printed as a string */
-#define NF_SHADOWED	(1 << 13)	/* hidden in this split part */
-
-/* cJSON refuses documents nested deeper than CJSON_NESTING_LIMIT (1000 in
- * 1.7.15). A record nests the payload one level deeper than the frame did
- * (inside the envelope), so frames get one level less: every record we
- * publish then parses again with cJSON — and with the many consumer-side
- * parsers that have the same 1000-level default. */
-#define JSON_MAX_DEPTH	(CJSON_NESTING_LIMIT - 1)
-/* cJSON copies at most 63 characters of a number before strtod(). */
+/* cJSON (which many consumers use) copies at most 63 characters of a
+ * number before strtod() and refuses longer ones; so do we, so that every
+ * record we publish parses again there. */
 #define JSON_MAX_NUMBER	63
 
 /* Objects with more members than this are de-duplicated (and looked up
  * while splitting) through a sorted array instead of pairwise comparison:
- * an attacker-sized object must not cost O(n^2) string compares. Sorting,
- * unlike an unkeyed hash, has no worst case to craft keys for. */
+ * a 10000-member object must not cost 5*10^7 key compares. Sorting, unlike
+ * an unkeyed hash, has no worst case to craft keys for. */
 #define SMALL_OBJECT	32
+
+/* Nodes kept on the stack before the tree moves to the heap: enough for
+ * every event but large CDRs and extension_status snapshots. */
+#define INLINE_NODES	160
 
 /* An extension_status frame is split only while the records it expands to
  * stay below this (estimated) size; beyond it the frame is published as
@@ -67,6 +74,8 @@ struct sbuf {
 	size_t	 len;
 	size_t	 cap;
 	bool	 oom;
+	char	*fixed;		/* the caller's buffer p starts in, or NULL:
+				   never realloc()ed nor freed */
 };
 
 static bool
@@ -88,13 +97,27 @@ sb_grow(struct sbuf *sb, size_t need)
 		}
 		cap *= 2;
 	}
-	if ((p = realloc(sb->p, cap)) == NULL) {
+	if (sb->p != NULL && sb->p == sb->fixed) {
+		if ((p = malloc(cap)) != NULL)
+			memcpy(p, sb->p, sb->len);
+	} else {
+		p = realloc(sb->p, cap);
+	}
+	if (p == NULL) {
 		sb->oom = true;
 		return false;
 	}
 	sb->p = p;
 	sb->cap = cap;
 	return true;
+}
+
+/* Free what sb allocated. */
+static void
+sb_free(struct sbuf *sb)
+{
+	if (sb->p != sb->fixed)
+		free(sb->p);
 }
 
 static inline void
@@ -143,6 +166,28 @@ has_byte(uint64_t v, unsigned char b)
 	uint64_t x = v ^ (ONES * b);
 
 	return (x - ONES) & ~x & HIGHS;
+}
+
+/* Non-zero iff some byte of v is below b (b <= 128). */
+static inline uint64_t
+has_less(uint64_t v, unsigned char b)
+{
+	return (v - ONES * b) & ~v & HIGHS;
+}
+
+/* The offset of the first byte flagged in a non-zero has_byte() or
+ * has_less() result of 8 bytes loaded with memcpy(): the lowest flag is
+ * always a true one (a false one only appears above a true one, where
+ * the subtraction borrowed). */
+static inline size_t
+first_flagged(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (size_t)__builtin_ctzll(m) >> 3;
+#else
+	(void)m;
+	return 0;	/* the caller's byte loop finds it */
+#endif
 }
 
 /* Bytes a JSON string cannot hold as they are: control characters, '"'
@@ -204,7 +249,18 @@ sb_jstr(struct sbuf *sb, const char *s, size_t n)
 		return;
 	o = sb->p + sb->len;
 	*o++ = '"';
-	for (i = 0; i < n && !must_escape[p[i]]; i++)
+	for (i = 0; n - i >= 8; i += 8) {
+		uint64_t v, m;
+
+		memcpy(&v, p + i, 8);
+		memcpy(o + i, p + i, 8);
+		m = has_byte(v, '"') | has_byte(v, '\\') | has_less(v, 0x20);
+		if (m != 0) {
+			i += first_flagged(m);
+			break;
+		}
+	}
+	for (; i < n && !must_escape[p[i]]; i++)
 		o[i] = (char)p[i];
 	if (i == n) {
 		o[n] = '"';
@@ -213,6 +269,23 @@ sb_jstr(struct sbuf *sb, const char *s, size_t n)
 	}
 	sb->len += 1 + i;
 	sb_jstr_slow(sb, p + i, p + n);
+}
+
+/* A JSON string known to need no escaping (no control character, '"' or
+ * '\\': the parser checked). */
+static inline void
+sb_jstr_plain(struct sbuf *sb, const char *s, size_t n)
+{
+	char *o;
+
+	if (sb->cap - sb->len < n + 2 && !sb_grow(sb, n + 2))
+		return;
+	o = sb->p + sb->len;
+	o[0] = '"';
+	if (n > 0)
+		memcpy(o + 1, s, n);
+	o[n + 1] = '"';
+	sb->len += n + 2;
 }
 
 /* ---- time formatting (no gmtime_r: it takes glibc's tz lock) ---- */
@@ -400,301 +473,6 @@ utf8_cut_tail(const unsigned char *s, size_t n)
 	return true;
 }
 
-/* ---- strict JSON scan ---- */
-
-struct span {
-	size_t	off;
-	size_t	len;
-};
-
-struct nctx {
-	const char	*text;		/* the frame */
-	struct span	*spans;		/* number literals, in text order */
-	size_t		 nspans;
-	size_t		 spans_cap;
-	size_t		 next;		/* next span for a number item */
-	struct span	 spans_buf[64];
-	struct kref	*refs;		/* scratch: members sorted by key */
-	size_t		 refs_cap;
-};
-
-static bool
-is_ws(unsigned char c)
-{
-	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
-}
-
-static bool
-is_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* \uXXXX at s[0..]; returns the code unit or -1. */
-static long
-hex4(const unsigned char *s, size_t avail)
-{
-	long v = 0;
-	int i, h;
-
-	if (avail < 6 || s[0] != '\\' || s[1] != 'u')
-		return -1;
-	for (i = 2; i < 6; i++) {
-		if ((h = hexval(s[i])) < 0)
-			return -1;
-		v = v * 16 + h;
-	}
-	return v;
-}
-
-/* Bytes that end the plain run inside a string. */
-static const unsigned char string_stop[256] = { ['"'] = 1, ['\\'] = 1 };
-
-/*
- * Skip the string starting at s[*i] == '"'. Strict about escapes: only the
- * RFC 8259 ones, \u with four hex digits, surrogates only as a proper pair
- * (cJSON refuses the rest too) and no \u0000, which cJSON would silently
- * turn into the end of the string (data loss: we dead-letter instead).
- * Raw control characters are tolerated (cJSON accepts them and our printer
- * escapes them), so a sloppy display name does not cost a whole CDR.
- */
-static bool
-scan_string(const unsigned char *s, size_t n, size_t *ip)
-{
-	size_t i = *ip + 1;
-
-	for (;;) {
-		long u, u2;
-
-		/* Fast skip over plain bytes. */
-		while (i < n && !string_stop[s[i]])
-			i++;
-		if (i >= n)
-			return false;
-		if (s[i] == '"')
-			break;
-		if (i + 1 >= n)
-			return false;
-		switch (s[i + 1]) {
-		case '"': case '\\': case '/': case 'b': case 'f':
-		case 'n': case 'r': case 't':
-			i += 2;
-			break;
-		case 'u':
-			if ((u = hex4(s + i, n - i)) < 0 || u == 0 ||
-			    (u >= 0xDC00 && u <= 0xDFFF))
-				return false;
-			if (u >= 0xD800 && u <= 0xDBFF) {
-				u2 = hex4(s + i + 6, n - i - 6);
-				if (u2 < 0xDC00 || u2 > 0xDFFF)
-					return false;
-				i += 12;
-			} else {
-				i += 6;
-			}
-			break;
-		default:
-			return false;
-		}
-	}
-	*ip = i + 1;
-	return true;
-}
-
-/* A number literal must match RFC 8259 exactly: it is printed back
- * verbatim, so "01", "1." or "-.5" (all accepted by strtod) are refused. */
-static bool
-number_ok(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	if (i < n && s[i] == '-')
-		i++;
-	if (i >= n)
-		return false;
-	if (s[i] == '0') {
-		i++;
-	} else if (s[i] >= '1' && s[i] <= '9') {
-		while (i < n && is_digit(s[i]))
-			i++;
-	} else {
-		return false;
-	}
-	if (i < n && s[i] == '.') {
-		if (++i >= n || !is_digit(s[i]))
-			return false;
-		while (i < n && is_digit(s[i]))
-			i++;
-	}
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		if (++i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		if (i >= n || !is_digit(s[i]))
-			return false;
-		while (i < n && is_digit(s[i]))
-			i++;
-	}
-	return i == n;
-}
-
-static bool
-is_numchar(unsigned char c)
-{
-	return is_digit(c) || c == '-' || c == '+' || c == '.' || c == 'e' ||
-	    c == 'E';
-}
-
-static int
-span_add(struct nctx *c, size_t off, size_t len)
-{
-	if (c->nspans == c->spans_cap) {
-		size_t cap = c->spans_cap * 2;
-		struct span *sp;
-
-		if (cap > SIZE_MAX / sizeof(*sp))
-			return W2K_ENOMEM;
-		if (c->spans == c->spans_buf) {
-			if ((sp = malloc(cap * sizeof(*sp))) == NULL)
-				return W2K_ENOMEM;
-			memcpy(sp, c->spans, c->nspans * sizeof(*sp));
-		} else if ((sp = realloc(c->spans, cap * sizeof(*sp))) ==
-		    NULL) {
-			return W2K_ENOMEM;
-		}
-		c->spans = sp;
-		c->spans_cap = cap;
-	}
-	c->spans[c->nspans].off = off;
-	c->spans[c->nspans].len = len;
-	c->nspans++;
-	return 0;
-}
-
-/*
- * Validate s as one strict JSON text (RFC 8259: only JSON whitespace,
- * nothing after the value, at most JSON_MAX_DEPTH nested containers) and
- * record every number literal. Iterative, so 100000 '[' cost nothing but
- * a dead letter. Everything accepted here is accepted by cJSON too, so a
- * cJSON failure afterwards can only mean out of memory.
- * @returns 0, W2K_EINVAL (not valid), W2K_ENOMEM.
- */
-static int
-json_scan(struct nctx *c, const unsigned char *s, size_t n)
-{
-	unsigned char stack[JSON_MAX_DEPTH];	/* '[' or '{' */
-	size_t i = 0, depth = 0, j;
-	int r;
-	enum { S_VALUE, S_KEY, S_AFTER } st = S_VALUE;
-
-	while (i < n && is_ws(s[i]))
-		i++;
-	for (;;) {
-		if (st == S_KEY) {
-			if (i >= n || s[i] != '"' || !scan_string(s, n, &i))
-				return W2K_EINVAL;
-			while (i < n && is_ws(s[i]))
-				i++;
-			if (i >= n || s[i] != ':')
-				return W2K_EINVAL;
-			i++;
-			while (i < n && is_ws(s[i]))
-				i++;
-			st = S_VALUE;
-			continue;
-		}
-		if (st == S_AFTER) {
-			while (i < n && is_ws(s[i]))
-				i++;
-			if (depth == 0)
-				return i == n ? 0 : W2K_EINVAL;
-			if (i >= n)
-				return W2K_EINVAL;
-			if (s[i] == ',') {
-				i++;
-				while (i < n && is_ws(s[i]))
-					i++;
-				st = stack[depth - 1] == '{' ? S_KEY : S_VALUE;
-			} else if ((s[i] == ']' && stack[depth - 1] == '[') ||
-			    (s[i] == '}' && stack[depth - 1] == '{')) {
-				i++;
-				depth--;
-			} else {
-				return W2K_EINVAL;
-			}
-			continue;
-		}
-		/* S_VALUE */
-		if (i >= n)
-			return W2K_EINVAL;
-		switch (s[i]) {
-		case '{':
-		case '[':
-			if (depth == JSON_MAX_DEPTH)
-				return W2K_EINVAL;
-			stack[depth++] = s[i++];
-			while (i < n && is_ws(s[i]))
-				i++;
-			if (i < n && s[i] == (stack[depth - 1] == '{' ?
-			    '}' : ']')) {
-				i++;
-				depth--;
-				st = S_AFTER;
-			} else {
-				st = stack[depth - 1] == '{' ? S_KEY : S_VALUE;
-			}
-			break;
-		case '"':
-			if (!scan_string(s, n, &i))
-				return W2K_EINVAL;
-			st = S_AFTER;
-			break;
-		case 't':
-			if (n - i < 4 || memcmp(s + i, "true", 4) != 0)
-				return W2K_EINVAL;
-			i += 4;
-			st = S_AFTER;
-			break;
-		case 'f':
-			if (n - i < 5 || memcmp(s + i, "false", 5) != 0)
-				return W2K_EINVAL;
-			i += 5;
-			st = S_AFTER;
-			break;
-		case 'n':
-			if (n - i < 4 || memcmp(s + i, "null", 4) != 0)
-				return W2K_EINVAL;
-			i += 4;
-			st = S_AFTER;
-			break;
-		default:
-			/* The maximal run of the characters cJSON's number
-			 * parser copies; all of it must be one number. */
-			for (j = i; j < n && is_numchar(s[j]); j++)
-				;
-			if (j == i || j - i > JSON_MAX_NUMBER ||
-			    !number_ok(s + i, j - i))
-				return W2K_EINVAL;
-			if ((r = span_add(c, i, j - i)) != 0)
-				return r;
-			i = j;
-			st = S_AFTER;
-			break;
-		}
-	}
-}
-
 /* ---- key classes ---- */
 
 enum kcls {
@@ -721,7 +499,7 @@ enum field {
 #define KEY_FIELD(v)	((enum field)((v) >> 8))
 
 /* One switch on the length, then at most a few memcmp(): this runs for
- * every member of every object. */
+ * every member of every object, once. */
 static unsigned
 classify(const char *k, size_t n)
 {
@@ -821,7 +599,129 @@ classify(const char *k, size_t n)
 	return KEY(K_NONE, F_NONE);
 }
 
-/* ---- normalization ---- */
+/* ---- the tree ---- */
+
+/* Value types, after normalization. */
+enum ntype {
+	N_NULL, N_FALSE, N_TRUE,
+	N_NUM,		/* a number literal, printed as sent */
+	N_STR,
+	N_INT,		/* a numeric string made an integer (§5) */
+	N_ARR, N_OBJ,
+};
+
+#define NF_QUOTED	0x01	/* N_NUM printed as a string (an id) */
+#define NF_SHADOWED	0x02	/* hidden in this split part */
+#define NF_DROPPED	0x04	/* a duplicate key that lost */
+#define NF_PLAIN	0x08	/* N_STR needs no escaping when printed */
+#define NF_KEY_PLAIN	0x10	/* nor does the key */
+
+/*
+ * One value. The tree is one array: children and siblings are indices
+ * (0, the root, is nobody's child, so 0 means none). Strings are neither
+ * copied nor NUL-terminated: they point into the frame, or into the
+ * decoded-text buffer when they held escapes.
+ */
+struct node {
+	const char	*key;	/* member name, decoded; NULL in arrays, root */
+	union {
+		const char *s;	/* N_STR: the bytes; N_NUM: the literal */
+		int64_t	 v;	/* N_INT */
+	} u;
+	uint32_t	 klen;
+	uint32_t	 len;	/* N_STR, N_NUM: of u.s; N_ARR, N_OBJ:
+				   number of children */
+	uint32_t	 child;	/* first child */
+	uint32_t	 next;	/* next sibling */
+	uint16_t	 kc;	/* classify(key) */
+	uint8_t		 type;	/* enum ntype */
+	uint8_t		 flags;	/* NF_* */
+};
+
+/* What a value costs, as norm.h says (NORM_MAX_VALUES). */
+_Static_assert(sizeof(struct node) <= 40, "struct node grew");
+
+struct kref {
+	struct node	*it;
+	size_t		 pos;		/* document order */
+};
+
+struct nctx {
+	const char	*text;		/* the frame */
+	size_t		 textlen;
+	struct node	*nodes;		/* the tree; nodes[0] is the root */
+	size_t		 nnodes;
+	size_t		 cap;
+	char		*dec;		/* decoded strings (only those with
+					   escapes), textlen bytes */
+	size_t		 declen;
+	struct kref	*refs;		/* scratch: members sorted by key */
+	size_t		 refs_cap;
+	struct node	 nodes_buf[INLINE_NODES];
+};
+
+static void
+nctx_init(struct nctx *c, const unsigned char *text, size_t len)
+{
+	c->text = (const char *)text;
+	c->textlen = len;
+	c->nodes = c->nodes_buf;
+	c->nnodes = 0;
+	c->cap = INLINE_NODES;
+	c->dec = NULL;
+	c->declen = 0;
+	c->refs = NULL;
+	c->refs_cap = 0;
+}
+
+static void
+nctx_free(struct nctx *c)
+{
+	if (c->nodes != c->nodes_buf)
+		free(c->nodes);
+	free(c->dec);
+	free(c->refs);
+}
+
+static int
+node_new(struct nctx *c, uint32_t *idx)
+{
+	struct node *nd;
+
+	if (c->nnodes == c->cap) {
+		size_t cap = c->cap * 2 < NORM_MAX_VALUES ? c->cap * 2 :
+		    NORM_MAX_VALUES;
+
+		if (cap <= c->cap || cap > SIZE_MAX / sizeof(*nd))
+			return W2K_ENOMEM;	/* not reached: json_parse()
+						   stops at NORM_MAX_VALUES */
+		if (c->nodes == c->nodes_buf) {
+			if ((nd = malloc(cap * sizeof(*nd))) == NULL)
+				return W2K_ENOMEM;
+			memcpy(nd, c->nodes, c->nnodes * sizeof(*nd));
+		} else if ((nd = realloc(c->nodes, cap * sizeof(*nd))) ==
+		    NULL) {
+			return W2K_ENOMEM;
+		}
+		c->nodes = nd;
+		c->cap = cap;
+	}
+	*idx = (uint32_t)c->nnodes;
+	nd = &c->nodes[c->nnodes++];
+	nd->child = 0;
+	nd->next = 0;
+	nd->len = 0;
+	nd->flags = 0;
+	return 0;
+}
+
+static bool
+key_eq(const struct node *a, const char *k, size_t n)
+{
+	return a->klen == n && memcmp(a->key, k, n) == 0;
+}
+
+/* ---- normalization of scalars (contract §5) ---- */
 
 /* "-?[0-9]+" fitting int64 → *v. */
 static bool
@@ -850,7 +750,7 @@ parse_i64(const char *s, size_t n, int64_t *v)
 }
 
 /* Whether a number literal is zero ("0", "-0.0", "0e7"): no digit 1-9
- * before the exponent. Exact, unlike the double cJSON computed. */
+ * before the exponent. Exact, unlike a double. */
 static bool
 literal_is_zero(const char *s, size_t n)
 {
@@ -863,78 +763,53 @@ literal_is_zero(const char *s, size_t n)
 }
 
 static void
-make_null(cJSON *it)
+norm_number(struct node *nd, enum kcls kc)
 {
-	if (it->valuestring != NULL && !(it->type & cJSON_IsReference))
-		cJSON_free(it->valuestring);
-	it->valuestring = NULL;
-	it->type = cJSON_NULL | (it->type & cJSON_StringIsConst);
-}
-
-static int
-norm_number(struct nctx *c, cJSON *it, enum kcls kc)
-{
-	const struct span *sp;
-
-	if (c->next >= c->nspans || c->next > INT_MAX)
-		return W2K_EINVAL;	/* cannot happen: tree ≠ text */
-	sp = &c->spans[c->next];
-	it->valueint = (int)c->next++;
+	nd->type = N_NUM;
 	if (kc == K_ID)
-		it->type |= NF_QUOTED;
-	else if (kc == K_TIME && literal_is_zero(c->text + sp->off, sp->len))
-		make_null(it);
-	return 0;
+		nd->flags |= NF_QUOTED;
+	else if (kc == K_TIME && literal_is_zero(nd->u.s, nd->len))
+		nd->type = N_NULL;
 }
 
 static void
-norm_string(cJSON *it, enum kcls kc)
+norm_string(struct node *nd, enum kcls kc)
 {
 	static const struct {
 		const char *from, *to;
+		uint32_t flen, tlen;
 	} dir[] = {
-		{ "ext", "internal" },
-		{ "in", "inbound" },
-		{ "in2out", "inbound_outbound" },
-		{ "out", "outbound" },
+		{ "ext", "internal", 3, 8 },
+		{ "in", "inbound", 2, 7 },
+		{ "in2out", "inbound_outbound", 6, 16 },
+		{ "out", "outbound", 3, 8 },
 	};
-	char *s = it->valuestring;
 	int64_t v;
 	size_t i;
 
+	nd->type = N_STR;
 	switch (kc) {
 	case K_TIME:
 	case K_INT:
-		if (!parse_i64(s, strlen(s), &v))
+		if (!parse_i64(nd->u.s, nd->len, &v))
 			return;
+		/* A time of 0: not answered, not rung. Otherwise the value
+		 * is printed as a JSON integer in canonical form (no
+		 * leading zeros, no -0). */
 		if (kc == K_TIME && v == 0) {
-			make_null(it);
+			nd->type = N_NULL;
 			return;
 		}
-		/* Print it as a JSON integer, i.e. raw. Leading zeros (and
-		 * the sign of -0) must go: rewrite the digits in place, the
-		 * canonical form is never longer. */
-		if (s[s[0] == '-'] == '0') {
-			struct sbuf tmp = { 0 };
-			char buf[24];
-
-			tmp.p = buf;
-			tmp.cap = sizeof(buf);
-			sb_int(&tmp, v);
-			memcpy(s, buf, tmp.len);
-			s[tmp.len] = '\0';
-		}
-		it->type = cJSON_Raw | (it->type & cJSON_StringIsConst);
+		nd->type = N_INT;
+		nd->u.v = v;
 		return;
 	case K_DIRECTION:
 		for (i = 0; i < W2K_ARRAY_SIZE(dir); i++) {
-			if (strcmp(s, dir[i].from) == 0) {
-				/* A static string: cJSON_IsReference keeps
-				 * cJSON_Delete() from freeing it, as for
-				 * cJSON_CreateStringReference(). */
-				cJSON_free(s);
-				it->valuestring = (char *)dir[i].to;
-				it->type |= cJSON_IsReference;
+			if (nd->len == dir[i].flen &&
+			    memcmp(nd->u.s, dir[i].from, dir[i].flen) == 0) {
+				nd->u.s = dir[i].to;
+				nd->len = dir[i].tlen;
+				nd->flags |= NF_PLAIN;
 				return;
 			}
 		}
@@ -944,16 +819,25 @@ norm_string(cJSON *it, enum kcls kc)
 	}
 }
 
-struct kref {
-	cJSON	*it;
-	size_t	 pos;		/* document order */
-};
+/* ---- objects: duplicate keys, legacy names ---- */
+
+/* Keys in byte order (a prefix first): the order of strcmp(), as they
+ * hold no NUL. */
+static int
+keycmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int d = memcmp(a, b, an < bn ? an : bn);
+
+	if (d != 0)
+		return d;
+	return an < bn ? -1 : an > bn;
+}
 
 static int
 kref_cmp(const void *a, const void *b)
 {
 	const struct kref *x = a, *y = b;
-	int d = strcmp(x->it->string, y->it->string);
+	int d = keycmp(x->it->key, x->it->klen, y->it->key, y->it->klen);
 
 	if (d != 0)
 		return d;
@@ -962,9 +846,9 @@ kref_cmp(const void *a, const void *b)
 
 /* c->refs[0..n) = obj's n members, sorted by key, then document order. */
 static int
-refs_sort(struct nctx *c, const cJSON *obj, size_t n)
+refs_sort(struct nctx *c, const struct node *obj, size_t n)
 {
-	cJSON *it;
+	uint32_t it;
 	size_t i;
 
 	if (n > c->refs_cap) {
@@ -976,8 +860,9 @@ refs_sort(struct nctx *c, const cJSON *obj, size_t n)
 		c->refs = p;
 		c->refs_cap = n;
 	}
-	for (i = 0, it = obj->child; it != NULL && i < n; it = it->next, i++) {
-		c->refs[i].it = it;
+	for (i = 0, it = obj->child; it != 0 && i < n;
+	    it = c->nodes[it].next, i++) {
+		c->refs[i].it = &c->nodes[it];
 		c->refs[i].pos = i;
 	}
 	qsort(c->refs, i, sizeof(*c->refs), kref_cmp);
@@ -985,14 +870,15 @@ refs_sort(struct nctx *c, const cJSON *obj, size_t n)
 }
 
 /* The member called key among the n sorted by refs_sort(), or NULL. */
-static cJSON *
-refs_find(const struct nctx *c, size_t n, const char *key)
+static struct node *
+refs_find(const struct nctx *c, size_t n, const char *key, size_t klen)
 {
 	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int d = strcmp(key, c->refs[mid].it->string);
+		const struct node *m = c->refs[mid].it;
+		int d = keycmp(key, klen, m->key, m->klen);
 
 		if (d == 0)
 			return c->refs[mid].it;
@@ -1004,166 +890,556 @@ refs_find(const struct nctx *c, size_t n, const char *key)
 	return NULL;
 }
 
-static void
-drop(cJSON *obj, cJSON *it)
+static struct node *
+member(const struct nctx *c, const struct node *obj, const char *key,
+    size_t klen)
 {
-	cJSON_Delete(cJSON_DetachItemViaPointer(obj, it));
-}
+	uint32_t it;
 
-/* Duplicate keys: cJSON keeps both; the last one wins (as in every
- * mainstream parser, and portsip-wsi.md §6 #15: extension_created really
- * does send "username" twice). This is the large-object path: equal keys
- * sort next to each other, earliest first, and all but the last of each
- * run go. */
-static int
-dedupe_sorted(struct nctx *c, cJSON *obj, size_t n)
-{
-	size_t i;
-	int r;
-
-	if ((r = refs_sort(c, obj, n)) != 0)
-		return r;
-	for (i = 0; i + 1 < n; i++)
-		if (strcmp(c->refs[i].it->string, c->refs[i + 1].it->string)
-		    == 0)
-			drop(obj, c->refs[i].it);
-	return 0;
-}
-
-static cJSON *
-member(const cJSON *obj, const char *key)
-{
-	cJSON *it;
-
-	for (it = obj->child; it != NULL; it = it->next)
-		if (strcmp(it->string, key) == 0)
-			return it;
+	for (it = obj->child; it != 0; it = c->nodes[it].next)
+		if (key_eq(&c->nodes[it], key, klen))
+			return &c->nodes[it];
 	return NULL;
+}
+
+/* Take the members marked NF_DROPPED out of obj's list. */
+static void
+relink(struct nctx *c, struct node *obj)
+{
+	uint32_t it, *link = &obj->child;
+
+	obj->len = 0;
+	for (it = obj->child; it != 0; it = c->nodes[it].next) {
+		if (c->nodes[it].flags & NF_DROPPED)
+			continue;
+		*link = it;
+		link = &c->nodes[it].next;
+		obj->len++;
+	}
+	*link = 0;
 }
 
 /* ended_reason → end_reason, did_cid → did; the current name wins when
  * both are present (portsip-wsi.md §4.3, §6 #14). */
 static void
-rename_legacy(cJSON *obj, const char *legacy, const char *current)
+rename_legacy(struct nctx *c, struct node *obj, const char *legacy,
+    const char *current)
 {
-	cJSON *old = member(obj, legacy);
+	struct node *old = member(c, obj, legacy, strlen(legacy));
 
 	if (old == NULL)
 		return;
-	if (member(obj, current) != NULL) {
-		drop(obj, old);
+	if (member(c, obj, current, strlen(current)) != NULL) {
+		old->flags |= NF_DROPPED;
+		relink(c, obj);
 		return;
 	}
-	if (!(old->type & cJSON_StringIsConst))
-		cJSON_free(old->string);
-	old->string = (char *)current;
-	old->type |= cJSON_StringIsConst;
-}
-
-static int norm_obj(struct nctx *c, cJSON *obj);
-
-static int
-norm_item(struct nctx *c, cJSON *it, enum kcls kc)
-{
-	cJSON *el;
-	int r;
-
-	switch (it->type & 0xFF) {
-	case cJSON_Number:
-		return norm_number(c, it, kc);
-	case cJSON_String:
-		norm_string(it, kc);
-		return 0;
-	case cJSON_Array:
-		for (el = it->child; el != NULL; el = el->next)
-			if ((r = norm_item(c, el, K_NONE)) != 0)
-				return r;
-		return 0;
-	case cJSON_Object:
-		return norm_obj(c, it);
-	default:
-		return 0;
-	}
+	old->key = current;
+	old->klen = (uint32_t)strlen(current);
+	old->flags |= NF_KEY_PLAIN;
 }
 
 /*
- * Normalize an object in place. Members are visited in document order
- * first — number items must meet their literals in the order json_scan()
- * recorded them, duplicates included — and only then are duplicates
- * removed and legacy names renamed.
+ * An object is complete: remove duplicate keys, then rename legacy keys.
+ * Duplicate keys: the last one wins (as in every mainstream parser, and
+ * portsip-wsi.md §6 #15: extension_created really does send "username"
+ * twice).
  *
- * Small objects (nearly all) are de-duplicated pairwise, but on a one-byte
- * fingerprint of each key (length, first and last byte) kept in a local
- * array: a strcmp() only when fingerprints match, so a 30-member CDR costs
- * a few hundred byte compares and no pointer chasing.
+ * Small objects (nearly all) are de-duplicated on a one-byte fingerprint
+ * of each key (length, first and last byte) kept in a local array: only a
+ * fingerprint seen before leads to comparisons, a memcmp() only when
+ * fingerprints match, so a 30-member CDR costs about one pass. Larger ones
+ * are sorted: equal keys sort next to each other, earliest first, and all
+ * but the last of each run go.
  */
 static int
-norm_obj(struct nctx *c, cJSON *obj)
+obj_close(struct nctx *c, uint32_t idx)
 {
-	cJSON *items[SMALL_OBJECT];
+	struct node *obj = &c->nodes[idx], *m;
+	struct node *items[SMALL_OBJECT];
 	unsigned char fp[SMALL_OBJECT];
 	unsigned legacy = 0;
-	size_t n = 0, i, k;
-	cJSON *it;
+	size_t n = obj->len, i, k;
+	bool dropped = false;
+	uint32_t it;
 	int r;
 
-	for (it = obj->child; it != NULL; it = it->next, n++) {
-		size_t kl = strlen(it->string);
-		enum kcls kc = KEY_CLS(classify(it->string, kl));
-
-		if (n < SMALL_OBJECT) {
-			items[n] = it;
-			fp[n] = (unsigned char)(kl * 31 + (kl ?
-			    (unsigned char)it->string[0] * 7 +
-			    (unsigned char)it->string[kl - 1] : 0));
-		}
-		if (kc == K_ENDED_REASON)
+	for (i = 0, it = obj->child; it != 0; it = m->next, i++) {
+		m = &c->nodes[it];
+		if (KEY_CLS(m->kc) == K_ENDED_REASON)
 			legacy |= 1;
-		else if (kc == K_DID_CID)
+		else if (KEY_CLS(m->kc) == K_DID_CID)
 			legacy |= 2;
-		if ((r = norm_item(c, it, kc)) != 0)
-			return r;
+		if (i < SMALL_OBJECT) {
+			items[i] = m;
+			fp[i] = (unsigned char)(m->klen * 31 + (m->klen ?
+			    (unsigned char)m->key[0] * 7 +
+			    (unsigned char)m->key[m->klen - 1] : 0));
+		}
 	}
 	if (n > SMALL_OBJECT) {
-		if ((r = dedupe_sorted(c, obj, n)) != 0)
+		if ((r = refs_sort(c, obj, n)) != 0)
 			return r;
+		for (i = 0; i + 1 < n; i++) {
+			if (key_eq(c->refs[i].it, c->refs[i + 1].it->key,
+			    c->refs[i + 1].it->klen)) {
+				c->refs[i].it->flags |= NF_DROPPED;
+				dropped = true;
+			}
+		}
 	} else {
-		/* Last wins: an item goes if a later one has its key. */
-		for (i = 0; i + 1 < n; i++)
-			for (k = i + 1; k < n; k++)
-				if (fp[k] == fp[i] && strcmp(items[k]->string,
-				    items[i]->string) == 0) {
-					drop(obj, items[i]);
+		/* Last wins: each member drops the earlier ones with its key.
+		 * Only a fingerprint seen before (a bit in seen) calls for a
+		 * look back, so objects without duplicates cost one pass. */
+		uint64_t seen[4] = { 0 };
+
+		for (k = 0; k < n; k++) {
+			unsigned f = fp[k];
+
+			if (seen[f >> 6] & (UINT64_C(1) << (f & 63))) {
+				for (i = 0; i < k; i++) {
+					if (fp[i] != f || (items[i]->flags &
+					    NF_DROPPED) || !key_eq(items[i],
+					    items[k]->key, items[k]->klen))
+						continue;
+					items[i]->flags |= NF_DROPPED;
+					dropped = true;
+				}
+			}
+			seen[f >> 6] |= UINT64_C(1) << (f & 63);
+		}
+	}
+	if (dropped)
+		relink(c, obj);
+	if (legacy & 1)
+		rename_legacy(c, obj, "ended_reason", "end_reason");
+	if (legacy & 2)
+		rename_legacy(c, obj, "did_cid", "did");
+	return 0;
+}
+
+/* ---- strict JSON parse ---- */
+
+static bool
+is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static bool
+is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* \uXXXX at s[0..]; returns the code unit or -1. */
+static long
+hex4(const unsigned char *s, size_t avail)
+{
+	long v = 0;
+	int i, h;
+
+	if (avail < 6 || s[0] != '\\' || s[1] != 'u')
+		return -1;
+	for (i = 2; i < 6; i++) {
+		if ((h = hexval(s[i])) < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+static char *
+put_utf8(char *d, unsigned long cp)
+{
+	if (cp < 0x80) {
+		*d++ = (char)cp;
+	} else if (cp < 0x800) {
+		*d++ = (char)(0xC0 | cp >> 6);
+		*d++ = (char)(0x80 | (cp & 0x3F));
+	} else if (cp < 0x10000) {
+		*d++ = (char)(0xE0 | cp >> 12);
+		*d++ = (char)(0x80 | (cp >> 6 & 0x3F));
+		*d++ = (char)(0x80 | (cp & 0x3F));
+	} else {
+		*d++ = (char)(0xF0 | cp >> 18);
+		*d++ = (char)(0x80 | (cp >> 12 & 0x3F));
+		*d++ = (char)(0x80 | (cp >> 6 & 0x3F));
+		*d++ = (char)(0x80 | (cp & 0x3F));
+	}
+	return d;
+}
+
+/* Bytes that end the plain run inside a string: control characters,
+ * '"' and '\\' (the bytes a JSON string cannot hold as they are). */
+static const unsigned char string_stop[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	['"'] = 1, ['\\'] = 1,
+};
+
+/*
+ * The string starting at text[*ip] == '"'. Strict about escapes: only the
+ * RFC 8259 ones, \u with four hex digits, surrogates only as a proper pair
+ * and no \u0000 (a NUL inside a value would be cut by every C consumer:
+ * we dead-letter instead). Raw control characters are tolerated (our
+ * printer escapes them), so a sloppy display name does not cost a whole
+ * CDR. A string without escapes is its bytes in the frame; one with
+ * escapes is decoded into c->dec, which decoding never overflows (an
+ * escape is never shorter than what it stands for). *plain tells whether
+ * the string can be printed as it is (no escape, no control character).
+ * @returns 0 (*out, *outlen, *plain set, *ip past the closing quote),
+ *          W2K_EINVAL, W2K_ENOMEM.
+ */
+static int
+scan_string(struct nctx *c, size_t *ip, const char **out, uint32_t *outlen,
+    bool *plain)
+{
+	const unsigned char *s = (const unsigned char *)c->text;
+	size_t n = c->textlen, i = *ip + 1, start = i, run;
+	char *d = NULL, *d0 = NULL;
+	bool ctrl = false;
+
+	for (;;) {
+		long u, u2;
+
+		/* Fast skip over plain bytes, 8 at a time; a raw control
+		 * character is only noted. */
+		for (run = i;;) {
+			for (; n - i >= 8; i += 8) {
+				uint64_t v, m;
+
+				memcpy(&v, s + i, 8);
+				m = has_byte(v, '"') | has_byte(v, '\\') |
+				    has_less(v, 0x20);
+				if (m != 0) {
+					i += first_flagged(m);
 					break;
 				}
+			}
+			while (i < n && !string_stop[s[i]])
+				i++;
+			if (i >= n || s[i] >= 0x20)
+				break;
+			ctrl = true;
+			i++;
+		}
+		if (i >= n)
+			return W2K_EINVAL;
+		if (d != NULL) {
+			memcpy(d, s + run, i - run);
+			d += i - run;
+		}
+		if (s[i] == '"')
+			break;
+		if (d == NULL) {
+			if (c->dec == NULL && (c->dec = malloc(n)) == NULL)
+				return W2K_ENOMEM;
+			d = d0 = c->dec + c->declen;
+			memcpy(d, s + start, i - start);
+			d += i - start;
+		}
+		if (i + 1 >= n)
+			return W2K_EINVAL;
+		switch (s[i + 1]) {
+		case '"':	*d++ = '"'; break;
+		case '\\':	*d++ = '\\'; break;
+		case '/':	*d++ = '/'; break;
+		case 'b':	*d++ = '\b'; break;
+		case 'f':	*d++ = '\f'; break;
+		case 'n':	*d++ = '\n'; break;
+		case 'r':	*d++ = '\r'; break;
+		case 't':	*d++ = '\t'; break;
+		case 'u':
+			if ((u = hex4(s + i, n - i)) < 0 || u == 0 ||
+			    (u >= 0xDC00 && u <= 0xDFFF))
+				return W2K_EINVAL;
+			if (u >= 0xD800 && u <= 0xDBFF) {
+				u2 = hex4(s + i + 6, n - i - 6);
+				if (u2 < 0xDC00 || u2 > 0xDFFF)
+					return W2K_EINVAL;
+				d = put_utf8(d, 0x10000 +
+				    ((unsigned long)(u - 0xD800) << 10) +
+				    (unsigned long)(u2 - 0xDC00));
+				i += 12;
+			} else {
+				d = put_utf8(d, (unsigned long)u);
+				i += 6;
+			}
+			continue;
+		default:
+			return W2K_EINVAL;
+		}
+		i += 2;
 	}
-	if (legacy & 1)
-		rename_legacy(obj, "ended_reason", "end_reason");
-	if (legacy & 2)
-		rename_legacy(obj, "did_cid", "did");
+	if (d == NULL) {
+		*out = c->text + start;
+		*outlen = (uint32_t)(i - start);
+	} else {
+		*out = d0;
+		*outlen = (uint32_t)(d - d0);
+		c->declen += (size_t)(d - d0);
+	}
+	*plain = d == NULL && !ctrl;
+	*ip = i + 1;
 	return 0;
+}
+
+/* A number literal must match RFC 8259 exactly: it is printed back
+ * verbatim, so "01", "1." or "-.5" (all accepted by strtod) are refused. */
+static bool
+number_ok(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	if (i < n && s[i] == '-')
+		i++;
+	if (i >= n)
+		return false;
+	if (s[i] == '0') {
+		i++;
+	} else if (s[i] >= '1' && s[i] <= '9') {
+		while (i < n && is_digit(s[i]))
+			i++;
+	} else {
+		return false;
+	}
+	if (i < n && s[i] == '.') {
+		if (++i >= n || !is_digit(s[i]))
+			return false;
+		while (i < n && is_digit(s[i]))
+			i++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		if (++i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= n || !is_digit(s[i]))
+			return false;
+		while (i < n && is_digit(s[i]))
+			i++;
+	}
+	return i == n;
+}
+
+static bool
+is_numchar(unsigned char c)
+{
+	return is_digit(c) || c == '-' || c == '+' || c == '.' || c == 'e' ||
+	    c == 'E';
+}
+
+/*
+ * Parse the frame as one strict JSON text (RFC 8259: only JSON whitespace,
+ * nothing after the value) within the limits of norm.h, into c->nodes,
+ * normalizing as it goes. Iterative, so 100000 '[' cost nothing but a
+ * dead letter. The first problem in text order decides the reason.
+ * @param why out: on W2K_EINVAL, the dead-letter reason (NORM_DL_*).
+ * @returns 0, W2K_EINVAL (refused: see *why), W2K_ENOMEM.
+ */
+static int
+json_parse(struct nctx *c, const char **why)
+{
+	struct {
+		uint32_t node;		/* the container */
+		uint32_t last;		/* its last child so far, 0: none */
+	} stack[NORM_MAX_DEPTH];
+	const unsigned char *s = (const unsigned char *)c->text;
+	size_t n = c->textlen, i = 0, depth = 0, j;
+	const char *key = NULL;
+	uint32_t klen = 0, id;
+	unsigned kc = KEY(K_NONE, F_NONE);
+	struct node *nd, *top;
+	bool kplain = false, plain;
+	int r;
+	enum { S_VALUE, S_KEY, S_AFTER } st = S_VALUE;
+
+	*why = NORM_DL_INVALID_JSON;
+	while (i < n && is_ws(s[i]))
+		i++;
+	for (;;) {
+		if (st == S_KEY) {
+			if (i >= n || s[i] != '"')
+				return W2K_EINVAL;
+			if (c->nodes[stack[depth - 1].node].len ==
+			    NORM_MAX_MEMBERS) {
+				*why = NORM_DL_TOO_MANY_MEMBERS;
+				return W2K_EINVAL;
+			}
+			if ((r = scan_string(c, &i, &key, &klen, &kplain)) !=
+			    0)
+				return r;
+			kc = classify(key, klen);
+			while (i < n && is_ws(s[i]))
+				i++;
+			if (i >= n || s[i] != ':')
+				return W2K_EINVAL;
+			i++;
+			while (i < n && is_ws(s[i]))
+				i++;
+			st = S_VALUE;
+			continue;
+		}
+		if (st == S_AFTER) {
+			while (i < n && is_ws(s[i]))
+				i++;
+			if (depth == 0)
+				return i == n ? 0 : W2K_EINVAL;
+			if (i >= n)
+				return W2K_EINVAL;
+			top = &c->nodes[stack[depth - 1].node];
+			if (s[i] == ',') {
+				i++;
+				while (i < n && is_ws(s[i]))
+					i++;
+				st = top->type == N_OBJ ? S_KEY : S_VALUE;
+			} else if (s[i] == ']' && top->type == N_ARR) {
+				i++;
+				depth--;
+			} else if (s[i] == '}' && top->type == N_OBJ) {
+				i++;
+				depth--;
+				if ((r = obj_close(c, stack[depth].node)) != 0)
+					return r;
+			} else {
+				return W2K_EINVAL;
+			}
+			continue;
+		}
+
+		/* S_VALUE: a new node, linked to its container. */
+		if (i >= n)
+			return W2K_EINVAL;
+		if (c->nnodes == NORM_MAX_VALUES || (depth > 0 &&
+		    c->nodes[stack[depth - 1].node].type == N_ARR &&
+		    c->nodes[stack[depth - 1].node].len ==
+		    NORM_MAX_ELEMENTS)) {
+			*why = NORM_DL_TOO_MANY_MEMBERS;
+			return W2K_EINVAL;
+		}
+		if ((r = node_new(c, &id)) != 0)
+			return r;
+		nd = &c->nodes[id];
+		nd->key = NULL;
+		nd->klen = 0;
+		nd->kc = KEY(K_NONE, F_NONE);
+		if (depth > 0) {
+			top = &c->nodes[stack[depth - 1].node];
+			if (stack[depth - 1].last != 0)
+				c->nodes[stack[depth - 1].last].next = id;
+			else
+				top->child = id;
+			stack[depth - 1].last = id;
+			top->len++;
+			if (top->type == N_OBJ) {	/* the key just read */
+				nd->key = key;
+				nd->klen = klen;
+				nd->kc = (uint16_t)kc;
+				if (kplain)
+					nd->flags |= NF_KEY_PLAIN;
+			}
+		}
+		switch (s[i]) {
+		case '{':
+		case '[':
+			if (depth == NORM_MAX_DEPTH) {
+				*why = NORM_DL_TOO_DEEP;
+				return W2K_EINVAL;
+			}
+			nd->type = s[i] == '{' ? N_OBJ : N_ARR;
+			stack[depth].node = id;
+			stack[depth].last = 0;
+			depth++;
+			i++;
+			while (i < n && is_ws(s[i]))
+				i++;
+			if (i < n && s[i] == (nd->type == N_OBJ ? '}' : ']')) {
+				i++;
+				depth--;
+				st = S_AFTER;
+			} else {
+				st = nd->type == N_OBJ ? S_KEY : S_VALUE;
+			}
+			break;
+		case '"':
+			if ((r = scan_string(c, &i, &nd->u.s, &nd->len,
+			    &plain)) != 0)
+				return r;
+			if (plain)
+				nd->flags |= NF_PLAIN;
+			norm_string(nd, KEY_CLS(nd->kc));
+			st = S_AFTER;
+			break;
+		case 't':
+			if (n - i < 4 || memcmp(s + i, "true", 4) != 0)
+				return W2K_EINVAL;
+			nd->type = N_TRUE;
+			i += 4;
+			st = S_AFTER;
+			break;
+		case 'f':
+			if (n - i < 5 || memcmp(s + i, "false", 5) != 0)
+				return W2K_EINVAL;
+			nd->type = N_FALSE;
+			i += 5;
+			st = S_AFTER;
+			break;
+		case 'n':
+			if (n - i < 4 || memcmp(s + i, "null", 4) != 0)
+				return W2K_EINVAL;
+			nd->type = N_NULL;
+			i += 4;
+			st = S_AFTER;
+			break;
+		default:
+			/* The maximal run of number characters; all of it
+			 * must be one number. */
+			for (j = i; j < n && is_numchar(s[j]); j++)
+				;
+			if (j == i || j - i > JSON_MAX_NUMBER ||
+			    !number_ok(s + i, j - i))
+				return W2K_EINVAL;
+			nd->u.s = c->text + i;
+			nd->len = (uint32_t)(j - i);
+			norm_number(nd, KEY_CLS(nd->kc));
+			i = j;
+			st = S_AFTER;
+			break;
+		}
+	}
 }
 
 /* ---- reading normalized values ---- */
 
 struct fields {
-	cJSON	*f[F_COUNT];
-	bool	 reply_keys_only; /* only status, error, id keys */
+	struct node	*f[F_COUNT];
+	bool		 reply_keys_only; /* only status, error, id keys */
 };
 
 static void
-fields_get(const cJSON *obj, struct fields *fs)
+fields_get(struct nctx *c, const struct node *obj, struct fields *fs)
 {
-	cJSON *it;
+	uint32_t it;
 
 	memset(fs, 0, sizeof(*fs));
 	fs->reply_keys_only = true;
-	for (it = obj->child; it != NULL; it = it->next) {
-		enum field f = KEY_FIELD(classify(it->string,
-		    strlen(it->string)));
+	for (it = obj->child; it != 0; it = c->nodes[it].next) {
+		enum field f = KEY_FIELD(c->nodes[it].kc);
 
+		/* A renamed legacy key has no field, under either name. */
 		if (f != F_NONE)
-			fs->f[f] = it;
+			fs->f[f] = &c->nodes[it];
 		if (f != F_STATUS && f != F_ERROR && f != F_ID)
 			fs->reply_keys_only = false;
 	}
@@ -1172,18 +1448,14 @@ fields_get(const cJSON *obj, struct fields *fs)
 /* The text of an identifier: a string, or a number sent for an id (which
  * normalization turned into a string). */
 static bool
-id_text(const struct nctx *c, const cJSON *it, const char **s, size_t *n)
+id_text(const struct node *it, const char **s, size_t *n)
 {
 	if (it == NULL)
 		return false;
-	if ((it->type & 0xFF) == cJSON_String) {
-		*s = it->valuestring;
-		*n = strlen(it->valuestring);
-		return true;
-	}
-	if ((it->type & 0xFF) == cJSON_Number && (it->type & NF_QUOTED)) {
-		*s = c->text + c->spans[it->valueint].off;
-		*n = c->spans[it->valueint].len;
+	if (it->type == N_STR || (it->type == N_NUM &&
+	    (it->flags & NF_QUOTED))) {
+		*s = it->u.s;
+		*n = it->len;
 		return true;
 	}
 	return false;
@@ -1191,35 +1463,36 @@ id_text(const struct nctx *c, const cJSON *it, const char **s, size_t *n)
 
 /* Text usable in a Kafka key: a non-empty id, or any number literal. */
 static bool
-key_text(const struct nctx *c, const cJSON *it, const char **s, size_t *n)
+key_text(const struct node *it, const char **s, size_t *n)
 {
-	if (it != NULL && (it->type & 0xFF) == cJSON_Number) {
-		*s = c->text + c->spans[it->valueint].off;
-		*n = c->spans[it->valueint].len;
+	if (it != NULL && it->type == N_NUM) {
+		*s = it->u.s;
+		*n = it->len;
 		return true;
 	}
-	return id_text(c, it, s, n) && *n > 0;
+	return id_text(it, s, n) && *n > 0;
 }
 
 /* An integer value after normalization (converted string or an integer
  * literal). */
 static bool
-int_value(const struct nctx *c, const cJSON *it, int64_t *v)
+int_value(const struct node *it, int64_t *v)
 {
 	if (it == NULL)
 		return false;
-	if ((it->type & 0xFF) == cJSON_Raw)
-		return parse_i64(it->valuestring, strlen(it->valuestring), v);
-	if ((it->type & 0xFF) == cJSON_Number && !(it->type & NF_QUOTED))
-		return parse_i64(c->text + c->spans[it->valueint].off,
-		    c->spans[it->valueint].len, v);
+	if (it->type == N_INT) {
+		*v = it->u.v;
+		return true;
+	}
+	if (it->type == N_NUM && !(it->flags & NF_QUOTED))
+		return parse_i64(it->u.s, it->len, v);
 	return false;
 }
 
 /* The event time (contract §5): time, timestamp, ended_time, start_time;
  * the first positive integer. */
 static bool
-event_time(const struct nctx *c, cJSON *const *f, int64_t *t)
+event_time(struct node *const *f, int64_t *t)
 {
 	static const enum field order[] = {
 		F_TIME, F_TIMESTAMP, F_ENDED_TIME, F_START_TIME,
@@ -1227,51 +1500,63 @@ event_time(const struct nctx *c, cJSON *const *f, int64_t *t)
 	size_t i;
 
 	for (i = 0; i < W2K_ARRAY_SIZE(order); i++)
-		if (int_value(c, f[order[i]], t) && *t > 0)
+		if (int_value(f[order[i]], t) && *t > 0)
 			return true;
 	return false;
 }
 
 /* ---- printing ---- */
 
+/* "key": */
 static void
-print_value(const struct nctx *c, struct sbuf *sb, const cJSON *it)
+print_key(struct sbuf *sb, const struct node *el)
 {
-	const struct span *sp;
-	const cJSON *el;
+	if (el->flags & NF_KEY_PLAIN)
+		sb_jstr_plain(sb, el->key, el->klen);
+	else
+		sb_jstr(sb, el->key, el->klen);
+	sb_putc(sb, ':');
+}
+
+static void
+print_value(const struct nctx *c, struct sbuf *sb, const struct node *it)
+{
+	const struct node *el;
+	uint32_t k;
 	bool first = true;
 
-	switch (it->type & 0xFF) {
-	case cJSON_NULL:
+	switch (it->type) {
+	case N_NULL:
 		sb_lit(sb, "null");
 		return;
-	case cJSON_False:
+	case N_FALSE:
 		sb_lit(sb, "false");
 		return;
-	case cJSON_True:
+	case N_TRUE:
 		sb_lit(sb, "true");
 		return;
-	case cJSON_Number:
-		if (it->valueint < 0 || (size_t)it->valueint >= c->nspans) {
-			sb_lit(sb, "null");	/* not reached */
-			return;
+	case N_NUM:
+		if (it->flags & NF_QUOTED) {
+			sb_putc(sb, '"');
+			sb_put(sb, it->u.s, it->len);
+			sb_putc(sb, '"');
+		} else {
+			sb_put(sb, it->u.s, it->len);
 		}
-		sp = &c->spans[it->valueint];
-		if (it->type & NF_QUOTED)
-			sb_putc(sb, '"');
-		sb_put(sb, c->text + sp->off, sp->len);
-		if (it->type & NF_QUOTED)
-			sb_putc(sb, '"');
 		return;
-	case cJSON_String:
-		sb_jstr(sb, it->valuestring, strlen(it->valuestring));
+	case N_STR:
+		if (it->flags & NF_PLAIN)
+			sb_jstr_plain(sb, it->u.s, it->len);
+		else
+			sb_jstr(sb, it->u.s, it->len);
 		return;
-	case cJSON_Raw:
-		sb_put(sb, it->valuestring, strlen(it->valuestring));
+	case N_INT:
+		sb_int(sb, it->u.v);
 		return;
-	case cJSON_Array:
+	case N_ARR:
 		sb_putc(sb, '[');
-		for (el = it->child; el != NULL; el = el->next) {
+		for (k = it->child; k != 0; k = el->next) {
+			el = &c->nodes[k];
 			if (!first)
 				sb_putc(sb, ',');
 			first = false;
@@ -1279,14 +1564,14 @@ print_value(const struct nctx *c, struct sbuf *sb, const cJSON *it)
 		}
 		sb_putc(sb, ']');
 		return;
-	case cJSON_Object:
+	case N_OBJ:
 		sb_putc(sb, '{');
-		for (el = it->child; el != NULL; el = el->next) {
+		for (k = it->child; k != 0; k = el->next) {
+			el = &c->nodes[k];
 			if (!first)
 				sb_putc(sb, ',');
 			first = false;
-			sb_jstr(sb, el->string, strlen(el->string));
-			sb_putc(sb, ':');
+			print_key(sb, el);
 			print_value(c, sb, el);
 		}
 		sb_putc(sb, '}');
@@ -1299,19 +1584,20 @@ print_value(const struct nctx *c, struct sbuf *sb, const cJSON *it)
 
 /* The members of obj except skip and shadowed ones, without braces. */
 static void
-print_members(const struct nctx *c, struct sbuf *sb, const cJSON *obj,
-    const cJSON *skip, bool *first)
+print_members(const struct nctx *c, struct sbuf *sb, const struct node *obj,
+    const struct node *skip, bool *first)
 {
-	const cJSON *el;
+	const struct node *el;
+	uint32_t k;
 
-	for (el = obj->child; el != NULL; el = el->next) {
-		if (el == skip || (el->type & NF_SHADOWED))
+	for (k = obj->child; k != 0; k = el->next) {
+		el = &c->nodes[k];
+		if (el == skip || (el->flags & NF_SHADOWED))
 			continue;
 		if (!*first)
 			sb_putc(sb, ',');
 		*first = false;
-		sb_jstr(sb, el->string, strlen(el->string));
-		sb_putc(sb, ':');
+		print_key(sb, el);
 		print_value(c, sb, el);
 	}
 }
@@ -1346,6 +1632,30 @@ u64dec(uint64_t v, char *buf)
 	return n;
 }
 
+/*
+ * OpenSSL 3 looks the implementation of EVP_sha256() up again, under a
+ * lock, in every EVP_DigestInit_ex(); fetched once, SHA-256 costs that
+ * lookup once per process instead of once per frame. The fetched method
+ * is immutable and lives as long as the process (like its provider); if
+ * the fetch fails, EVP_sha256() still works, only slower.
+ */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *
+sha256(void)
+{
+	if (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL)
+		return EVP_sha256();
+	return sha256_md;
+}
+
 /* SHA-256 state after pbx, 0x00, frame, 0x00: shared by all parts. */
 static EVP_MD_CTX *
 id_prefix(const char *pbx, const unsigned char *frame, size_t len)
@@ -1354,7 +1664,7 @@ id_prefix(const char *pbx, const unsigned char *frame, size_t len)
 
 	if (md == NULL)
 		return NULL;
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	if (EVP_DigestInit_ex(md, sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, pbx, strlen(pbx)) != 1 ||
 	    EVP_DigestUpdate(md, "", 1) != 1 ||
 	    (len > 0 && EVP_DigestUpdate(md, frame, len) != 1) ||
@@ -1412,7 +1722,7 @@ norm_record_id(const char *pbx, const unsigned char *frame, size_t len,
 
 /* ---- known types (metric labels) ---- */
 
-/* Sorted, for bsearch(); "other" is not in it. */
+/* Sorted (metric label order); "other" is not in it. */
 static const char *const known_types[NORM_NTYPES - 1] = {
 	"call_cdr", "call_ended", "call_established", "call_fail",
 	"call_hold", "call_noanswer", "call_reroute", "call_start",
@@ -1429,22 +1739,53 @@ static const char *const known_types[NORM_NTYPES - 1] = {
 	"target_ringing", "trunk_connected", "trunk_disconnected",
 };
 
-static int
-cmp_type(const void *key, const void *elem)
+/*
+ * norm_type_index() runs for every record (a metric label): a hash table
+ * of the known types, built once, finds a type with one or two length
+ * compares and one memcmp() — no strcmp() chain. Slots hold index + 1
+ * (0: empty); linear probing; the table is never more than a third full.
+ */
+#define TYPE_SLOTS	128
+static pthread_once_t types_once = PTHREAD_ONCE_INIT;
+static unsigned char type_slot[TYPE_SLOTS];
+static unsigned char type_len[NORM_NTYPES - 1];
+
+static unsigned
+type_hash(const char *s, size_t n)
 {
-	return strcmp(key, *(const char *const *)elem);
+	return (unsigned)(n * 31 + (unsigned char)s[0] * 7 +
+	    (unsigned char)s[n - 1]) % TYPE_SLOTS;
+}
+
+static void
+types_build(void)
+{
+	unsigned i, h;
+
+	for (i = 0; i < W2K_ARRAY_SIZE(known_types); i++) {
+		type_len[i] = (unsigned char)strlen(known_types[i]);
+		h = type_hash(known_types[i], type_len[i]);
+		while (type_slot[h] != 0)
+			h = (h + 1) % TYPE_SLOTS;
+		type_slot[h] = (unsigned char)(i + 1);
+	}
 }
 
 unsigned
 norm_type_index(const char *type)
 {
-	const char *const *hit;
+	size_t n;
+	unsigned h, k;
 
-	if (type == NULL)
+	if (type == NULL || (n = strlen(type)) == 0 ||
+	    pthread_once(&types_once, types_build) != 0)
 		return NORM_TYPE_OTHER;
-	hit = bsearch(type, known_types, W2K_ARRAY_SIZE(known_types),
-	    sizeof(known_types[0]), cmp_type);
-	return hit ? (unsigned)(hit - known_types) : NORM_TYPE_OTHER;
+	for (h = type_hash(type, n); (k = type_slot[h]) != 0;
+	    h = (h + 1) % TYPE_SLOTS)
+		if (type_len[k - 1] == n &&
+		    memcmp(known_types[k - 1], type, n) == 0)
+			return k - 1;
+	return NORM_TYPE_OTHER;
 }
 
 const char *
@@ -1500,9 +1841,14 @@ norm_class(const char *type)
 
 /* ---- records ---- */
 
+/* Longer frames are refused as too_large: the tree's lengths and indices
+ * are 32-bit (pbx.max_frame is at most 256 MiB). */
+#define NORM_TEXT_MAX	UINT32_MAX
+
 struct job {
 	const struct norm_frame *in;
 	const char	*pbx;
+	size_t		 pbxlen;
 	struct nctx	*c;
 	struct sbuf	 sb;		/* one value at a time */
 	EVP_MD_CTX	*md;		/* id prefix, made on first use */
@@ -1521,22 +1867,42 @@ dup_bytes(const char *s, size_t n)
 	return p;
 }
 
-/* record_hdr_add() with value = a + b, without a heap copy when short. */
-static int
-hdr_add2(struct record *rec, const char *name, const char *a, const char *b)
-{
-	char buf[256], *v = buf;
-	size_t na = strlen(a), nb = strlen(b);
-	int r;
+/* One header for hdrs_set(): the value is a + b (b may be empty). */
+struct hdr {
+	const char	*name;
+	const char	*a;
+	size_t		 alen;
+	const char	*b;
+	size_t		 blen;
+};
 
-	if (na + nb >= sizeof(buf) && (v = malloc(na + nb + 1)) == NULL)
+/* rec->hdrs = h[0..nh) packed as record.h says ("name\0value\0"…), in
+ * one allocation instead of one realloc() per header. No piece may hold
+ * a NUL byte (pbx names, types and ids do not). */
+static int
+hdrs_set(struct record *rec, const struct hdr *h, size_t nh)
+{
+	size_t i, len = 0, nl;
+	char *p;
+
+	for (i = 0; i < nh; i++)
+		len += strlen(h[i].name) + h[i].alen + h[i].blen + 2;
+	if ((p = malloc(len)) == NULL)
 		return W2K_ENOMEM;
-	memcpy(v, a, na);
-	memcpy(v + na, b, nb + 1);
-	r = record_hdr_add(rec, name, v);
-	if (v != buf)
-		free(v);
-	return r;
+	rec->hdrs = p;
+	rec->hdrs_len = len;
+	for (i = 0; i < nh; i++) {
+		nl = strlen(h[i].name) + 1;
+		memcpy(p, h[i].name, nl);
+		p += nl;
+		memcpy(p, h[i].a, h[i].alen);
+		p += h[i].alen;
+		if (h[i].blen > 0)
+			memcpy(p, h[i].b, h[i].blen);
+		p += h[i].blen;
+		*p++ = '\0';
+	}
+	return 0;
 }
 
 static int
@@ -1549,17 +1915,17 @@ job_id(struct job *j, size_t part, bool last, char *out)
 }
 
 /*
- * Move the text printed into the scratch buffer to rec->value. The last
- * record of a frame takes the buffer itself (a one-record frame — nearly
- * all of them — thus prints straight into its value, no copy); earlier
- * parts get an exact copy, and the buffer is reused.
+ * Move the text printed into the scratch buffer to rec->value: an exact
+ * copy (the scratch buffer starts on norm_frame()'s stack, and is reused
+ * for the next part), or, for the last record of a frame too large for
+ * that stack buffer, the heap buffer itself when it is not much larger.
  */
 static int
 take_value(struct job *j, struct record *rec, bool last)
 {
 	if (j->sb.oom)
 		return W2K_ENOMEM;
-	if (last && j->sb.cap - j->sb.len < 4096) {
+	if (last && j->sb.p != j->sb.fixed && j->sb.cap - j->sb.len < 4096) {
 		if (j->sb.len == j->sb.cap && !sb_grow(&j->sb, 1))
 			return W2K_ENOMEM;
 		rec->value = j->sb.p;
@@ -1615,7 +1981,7 @@ emit_dead_rec(struct job *j, const char *reason, struct record *rec)
 	sb_lit(&j->sb, "{\"schema\":\"wsi2kafka.deadletter/1\",\"id\":\"");
 	sb_put(&j->sb, rec->id, RECORD_ID_LEN);
 	sb_lit(&j->sb, "\",\"pbx\":");
-	sb_jstr(&j->sb, j->pbx, strlen(j->pbx));
+	sb_jstr(&j->sb, j->pbx, j->pbxlen);
 	sb_lit(&j->sb, ",\"received_at\":");
 	fmt_received(&j->sb, j->in->received_us);
 	sb_lit(&j->sb, ",\"reason\":");
@@ -1641,14 +2007,18 @@ emit_dead_rec(struct job *j, const char *reason, struct record *rec)
 	if ((r = take_value(j, rec, true)) != 0)
 		return r;
 
-	if ((rec->key = dup_bytes(j->pbx, strlen(j->pbx))) == NULL ||
+	if ((rec->key = dup_bytes(j->pbx, j->pbxlen)) == NULL ||
 	    (rec->type = dup_bytes("", 0)) == NULL)
 		return W2K_ENOMEM;
-	rec->key_len = strlen(j->pbx);
-	if ((r = record_hdr_add(rec, "content-type", "application/json")) !=
-	    0 || (r = record_hdr_add(rec, "ce_id", rec->id)) != 0)
-		return r;
-	return 0;
+	rec->key_len = j->pbxlen;
+	{
+		const struct hdr h[] = {
+			{ "content-type", "application/json", 16, NULL, 0 },
+			{ "ce_id", rec->id, RECORD_ID_LEN, NULL, 0 },
+		};
+
+		return hdrs_set(rec, h, W2K_ARRAY_SIZE(h));
+	}
 }
 
 static int
@@ -1668,15 +2038,14 @@ emit_dead(struct job *j, const char *reason, struct norm_result *res)
  * keyed by its extension first: that is what it describes.
  */
 static bool
-key_suffix(const struct nctx *c, cJSON *const *f, bool part,
-    const char **s, size_t *n)
+key_suffix(struct node *const *f, bool part, const char **s, size_t *n)
 {
-	if (part && key_text(c, f[F_EXTENSION_ID], s, n))
+	if (part && key_text(f[F_EXTENSION_ID], s, n))
 		return true;
-	return key_text(c, f[F_SESSION_ID], s, n) ||
-	    key_text(c, f[F_EXTENSION_ID], s, n) ||
-	    key_text(c, f[F_QUEUE_ID], s, n) ||
-	    key_text(c, f[F_QUEUE_NUMBER], s, n);
+	return key_text(f[F_SESSION_ID], s, n) ||
+	    key_text(f[F_EXTENSION_ID], s, n) ||
+	    key_text(f[F_QUEUE_ID], s, n) ||
+	    key_text(f[F_QUEUE_NUMBER], s, n);
 }
 
 /*
@@ -1686,35 +2055,40 @@ key_suffix(const struct nctx *c, cJSON *const *f, bool part,
  * f: the fields of data (merged for a part).
  */
 static int
-emit_event(struct job *j, const cJSON *root, const cJSON *skip,
-    const cJSON *entry, cJSON *const *f, size_t part, bool last,
+emit_event(struct job *j, const struct node *root, const struct node *skip,
+    const struct node *entry, struct node *const *f, size_t part, bool last,
     struct record *rec)
 {
 	const struct nctx *c = j->c;
-	const char *type = f[F_EVENT_TYPE]->valuestring;
-	const char *cls = norm_class(type);
-	const char *ts = NULL, *ss = NULL, *ks = NULL;
-	size_t tn = 0, sn = 0, kn = 0;
+	const struct node *et = f[F_EVENT_TYPE];
+	const char *cls, *ts = NULL, *ss = NULL, *ks = NULL;
+	size_t tn = 0, sn = 0, kn = 0, cn, nh;
 	bool has_t, has_s, has_time, has_k;
+	char tbuf[64];
+	struct sbuf tb = { 0 };
 	int64_t t = 0;
 	int r;
 
 	rec->received_us = j->in->received_us;
 	if ((r = job_id(j, part, last, rec->id)) != 0)
 		return r;
-	has_t = id_text(c, f[F_TENANT_ID], &ts, &tn);
-	has_s = id_text(c, f[F_SESSION_ID], &ss, &sn);
-	has_time = event_time(c, f, &t);
+	if ((rec->type = dup_bytes(et->u.s, et->len)) == NULL)
+		return W2K_ENOMEM;
+	cls = norm_class(rec->type);
+	cn = strlen(cls);
+	has_t = id_text(f[F_TENANT_ID], &ts, &tn);
+	has_s = id_text(f[F_SESSION_ID], &ss, &sn);
+	has_time = event_time(f, &t);
 
 	j->sb.len = 0;
 	sb_lit(&j->sb, "{\"schema\":\"wsi2kafka.event/1\",\"id\":\"");
 	sb_put(&j->sb, rec->id, RECORD_ID_LEN);
 	sb_lit(&j->sb, "\",\"pbx\":");
-	sb_jstr(&j->sb, j->pbx, strlen(j->pbx));
+	sb_jstr(&j->sb, j->pbx, j->pbxlen);
 	sb_lit(&j->sb, ",\"type\":");
-	sb_jstr(&j->sb, type, strlen(type));
+	sb_jstr(&j->sb, et->u.s, et->len);
 	sb_lit(&j->sb, ",\"class\":\"");
-	sb_put(&j->sb, cls, strlen(cls));
+	sb_put(&j->sb, cls, cn);
 	sb_lit(&j->sb, "\",\"tenant_id\":");
 	if (has_t)
 		sb_jstr(&j->sb, ts, tn);
@@ -1750,7 +2124,7 @@ emit_event(struct job *j, const cJSON *root, const cJSON *skip,
 	/* Key: "<tenant>[:<id>]"; no tenant id (or an empty one) gives a
 	 * null key. */
 	if (has_t && tn > 0) {
-		has_k = key_suffix(c, f, entry != NULL, &ks, &kn);
+		has_k = key_suffix(f, entry != NULL, &ks, &kn);
 		if ((rec->key = malloc(tn + 1 + kn + 1)) == NULL)
 			return W2K_ENOMEM;
 		memcpy(rec->key, ts, tn);
@@ -1763,28 +2137,31 @@ emit_event(struct job *j, const cJSON *root, const cJSON *skip,
 		rec->key[rec->key_len] = '\0';
 	}
 
-	if ((rec->type = dup_bytes(type, strlen(type))) == NULL)
-		return W2K_ENOMEM;
-	if ((r = record_hdr_add(rec, "ce_specversion", "1.0")) != 0 ||
-	    (r = record_hdr_add(rec, "ce_id", rec->id)) != 0 ||
-	    (r = hdr_add2(rec, "ce_source", "wsi2kafka://", j->pbx)) != 0 ||
-	    (r = hdr_add2(rec, "ce_type", "com.portsip.wsi.", type)) != 0)
-		return r;
-	if (has_time) {
-		char buf[64];
-		struct sbuf tb = { 0 };
+	/* The time is any positive int64; ce_time is left out when it is
+	 * not a year RFC 3339 can spell. */
+	tb.p = tb.fixed = tbuf;		/* 28 bytes at most: never grows */
+	tb.cap = sizeof(tbuf);
+	if (!has_time || !fmt_time(&tb, t, -1) || tb.oom)
+		tb.len = 0;
+	{
+		struct hdr h[] = {
+			{ "ce_specversion", "1.0", 3, NULL, 0 },
+			{ "ce_id", rec->id, RECORD_ID_LEN, NULL, 0 },
+			{ "ce_source", "wsi2kafka://", 12, j->pbx, j->pbxlen },
+			{ "ce_type", "com.portsip.wsi.", 16, et->u.s, et->len },
+			{ "ce_time", tb.p, tb.len, NULL, 0 },
+			{ "content-type", "application/json", 16, NULL, 0 },
+		};
 
-		/* The time is any positive int64; ce_time is left out when
-		 * it is not a year RFC 3339 can spell. */
-		tb.p = buf;
-		tb.cap = sizeof(buf);
-		if (fmt_time(&tb, t, -1) && !tb.oom) {
-			buf[tb.len] = '\0';
-			if ((r = record_hdr_add(rec, "ce_time", buf)) != 0)
-				return r;
+		nh = W2K_ARRAY_SIZE(h);
+		if (tb.len == 0) {	/* no ce_time */
+			h[4] = h[5];
+			nh--;
 		}
+		r = hdrs_set(rec, h, nh);
 	}
-	return record_hdr_add(rec, "content-type", "application/json");
+	sb_free(&tb);
+	return r;
 }
 
 /*
@@ -1797,16 +2174,17 @@ emit_event(struct job *j, const cJSON *root, const cJSON *skip,
  * (SPLIT_MAX_BYTES).
  */
 static size_t
-split_count(struct job *j, const cJSON *root, const cJSON *status)
+split_count(struct job *j, const struct node *root, const struct node *status)
 {
-	const cJSON *el;
+	const struct nctx *c = j->c;
+	uint32_t el;
 	size_t n = 0, other;
 	bool first = true;
 
-	if (status == NULL || (status->type & 0xFF) != cJSON_Array)
+	if (status == NULL || status->type != N_ARR)
 		return 0;
-	for (el = status->child; el != NULL; el = el->next) {
-		if ((el->type & 0xFF) != cJSON_Object)
+	for (el = status->child; el != 0; el = c->nodes[el].next) {
+		if (c->nodes[el].type != N_OBJ)
 			return 0;
 		n++;
 	}
@@ -1814,7 +2192,7 @@ split_count(struct job *j, const cJSON *root, const cJSON *status)
 		return 0;
 	/* Measure what every part repeats. */
 	j->sb.len = 0;
-	print_members(j->c, &j->sb, root, status, &first);
+	print_members(c, &j->sb, root, status, &first);
 	other = j->sb.len + PART_OVERHEAD;
 	if (j->sb.oom || j->in->len > SPLIT_MAX_BYTES ||
 	    n > (SPLIT_MAX_BYTES - j->in->len) / other)
@@ -1826,41 +2204,46 @@ split_count(struct job *j, const cJSON *root, const cJSON *status)
  * members are in c->refs, sorted (root is de-duplicated, so each key is
  * there once). */
 static void
-shadow(const struct nctx *c, const cJSON *root, size_t nroot,
-    const cJSON *entry)
+shadow(const struct nctx *c, const struct node *root, size_t nroot,
+    const struct node *entry)
 {
-	const cJSON *el;
-	cJSON *m;
+	const struct node *el;
+	struct node *m;
+	uint32_t k;
 
-	for (el = entry->child; el != NULL; el = el->next) {
-		m = nroot > SMALL_OBJECT ? refs_find(c, nroot, el->string) :
-		    member(root, el->string);
+	for (k = entry->child; k != 0; k = el->next) {
+		el = &c->nodes[k];
+		m = nroot > SMALL_OBJECT ? refs_find(c, nroot, el->key,
+		    el->klen) : member(c, root, el->key, el->klen);
 		if (m != NULL)
-			m->type |= NF_SHADOWED;
+			m->flags |= NF_SHADOWED;
 	}
 }
 
 static void
-unshadow(const cJSON *root)
+unshadow(const struct nctx *c, const struct node *root)
 {
-	cJSON *m;
+	uint32_t k;
 
-	for (m = root->child; m != NULL; m = m->next)
-		m->type &= ~NF_SHADOWED;
+	for (k = root->child; k != 0; k = c->nodes[k].next)
+		c->nodes[k].flags &= (uint8_t)~NF_SHADOWED;
 }
 
 static int
-emit_events(struct job *j, cJSON *root, const struct fields *fs,
+emit_events(struct job *j, const struct node *root, const struct fields *fs,
     struct norm_result *res)
 {
-	const cJSON *status = fs->f[F_STATUS], *el;
+	struct nctx *c = j->c;
+	const struct node *status = fs->f[F_STATUS], *et = fs->f[F_EVENT_TYPE];
+	const struct node *el;
 	struct fields ef;
-	cJSON *mf[F_COUNT];
-	size_t nparts = 0, i, k, nroot = 0;
+	struct node *mf[F_COUNT];
+	size_t nparts = 0, i, k, nroot = root->len;
+	uint32_t e;
 	int r;
 
 	res->kind = NORM_EVENTS;
-	if (strcmp(fs->f[F_EVENT_TYPE]->valuestring, "extension_status") == 0)
+	if (et->len == 16 && memcmp(et->u.s, "extension_status", 16) == 0)
 		nparts = split_count(j, root, status);
 	if (nparts == 0) {
 		if ((res->recs = calloc(1, sizeof(*res->recs))) == NULL)
@@ -1873,24 +2256,23 @@ emit_events(struct job *j, cJSON *root, const struct fields *fs,
 	if ((res->recs = calloc(nparts, sizeof(*res->recs))) == NULL)
 		return W2K_ENOMEM;
 	res->nrecs = nparts;
-	for (el = root->child; el != NULL; el = el->next)
-		nroot++;
-	if (nroot > SMALL_OBJECT && (r = refs_sort(j->c, root, nroot)) != 0)
+	if (nroot > SMALL_OBJECT && (r = refs_sort(c, root, nroot)) != 0)
 		return r;
-	for (i = 0, el = status->child; el != NULL; el = el->next, i++) {
+	for (i = 0, e = status->child; e != 0; e = el->next, i++) {
+		el = &c->nodes[e];
 		/* The part's fields: the entry's, else the frame's (but
 		 * never the frame's status array). */
-		fields_get(el, &ef);
+		fields_get(c, el, &ef);
 		for (k = 0; k < F_COUNT; k++)
 			mf[k] = ef.f[k] != NULL ? ef.f[k] :
 			    k == F_STATUS ? NULL : fs->f[k];
 		/* The frame's event_type is the record's type, even if an
 		 * entry carries one of its own (which stays in data). */
 		mf[F_EVENT_TYPE] = fs->f[F_EVENT_TYPE];
-		shadow(j->c, root, nroot, el);
+		shadow(c, root, nroot, el);
 		r = emit_event(j, root, status, el, mf, i, i + 1 == nparts,
 		    &res->recs[i]);
-		unshadow(root);
+		unshadow(c, root);
 		if (r != 0)
 			return r;
 	}
@@ -1908,30 +2290,27 @@ emit_events(struct job *j, cJSON *root, const struct fields *fs,
  * range) is -1 — an unreadable status must not pass for success.
  */
 static int
-emit_reply(const struct nctx *c, const struct fields *fs,
-    struct norm_result *res)
+emit_reply(const struct fields *fs, struct norm_result *res)
 {
-	const cJSON *cmd = fs->f[F_COMMAND], *st = fs->f[F_STATUS];
-	const cJSON *err = fs->f[F_ERROR];
+	const struct node *cmd = fs->f[F_COMMAND], *st = fs->f[F_STATUS];
+	const struct node *err = fs->f[F_ERROR];
 	int64_t v;
 
 	res->kind = NORM_REPLY;
 	if (st == NULL) {
 		res->reply_status = err != NULL ? -1 : 0;
-	} else if ((st->type & 0xFF) == cJSON_String) {
-		res->reply_status = parse_i64(st->valuestring,
-		    strlen(st->valuestring), &v) && v >= INT_MIN &&
-		    v <= INT_MAX ? (int)v : -1;
+	} else if (st->type == N_STR) {
+		res->reply_status = parse_i64(st->u.s, st->len, &v) &&
+		    v >= INT_MIN && v <= INT_MAX ? (int)v : -1;
 	} else {
-		res->reply_status = int_value(c, st, &v) && v >= INT_MIN &&
+		res->reply_status = int_value(st, &v) && v >= INT_MIN &&
 		    v <= INT_MAX ? (int)v : -1;
 	}
-	if (cmd != NULL && (res->reply_command = dup_bytes(cmd->valuestring,
-	    strlen(cmd->valuestring))) == NULL)
+	if (cmd != NULL && (res->reply_command = dup_bytes(cmd->u.s,
+	    cmd->len)) == NULL)
 		return W2K_ENOMEM;
-	if (err != NULL && (err->type & 0xFF) == cJSON_String &&
-	    (res->reply_error = dup_bytes(err->valuestring,
-	    strlen(err->valuestring))) == NULL)
+	if (err != NULL && err->type == N_STR &&
+	    (res->reply_error = dup_bytes(err->u.s, err->len)) == NULL)
 		return W2K_ENOMEM;
 	return 0;
 }
@@ -1941,62 +2320,38 @@ classify_frame(struct job *j, struct norm_result *res)
 {
 	const unsigned char *d = j->in->data;
 	size_t n = j->in->len;
-	const char *end = NULL;
+	const char *why;
 	struct fields fs;
-	cJSON *root, *et;
+	const struct node *root, *et, *cmd;
 	bool nul;
 	int r;
 
-	if (j->in->too_large)
+	if (j->in->too_large || n > NORM_TEXT_MAX)
 		return emit_dead(j, NORM_DL_TOO_LARGE, res);
 	if (utf8_prefix(d, n, &nul) != n)
 		return emit_dead(j, NORM_DL_INVALID_UTF8, res);
 	if (nul)
 		return emit_dead(j, NORM_DL_INVALID_JSON, res);
-	if ((r = json_scan(j->c, d, n)) == W2K_EINVAL)
-		return emit_dead(j, NORM_DL_INVALID_JSON, res);
+	if ((r = json_parse(j->c, &why)) == W2K_EINVAL)
+		return emit_dead(j, why, res);
 	if (r != 0)
 		return r;
-	/* json_scan() accepted it, so only memory can make cJSON fail. The
-	 * end check repeats json_scan()'s for cJSON's own sake: cJSON
-	 * accepts trailing text unless asked. */
-	root = cJSON_ParseWithLengthOpts((const char *)d, n, &end, false);
-	if (root == NULL)
-		return W2K_ENOMEM;
-	while (end != NULL && end < (const char *)d + n && is_ws(*end))
-		end++;
-	if (end != (const char *)d + n) {
-		cJSON_Delete(root);
-		return emit_dead(j, NORM_DL_INVALID_JSON, res);
-	}
-	if ((root->type & 0xFF) != cJSON_Object) {
-		cJSON_Delete(root);
+	root = &j->c->nodes[0];
+	if (root->type != N_OBJ)
 		return emit_dead(j, NORM_DL_NOT_OBJECT, res);
-	}
-	if ((r = norm_obj(j->c, root)) != 0 || j->c->next != j->c->nspans) {
-		cJSON_Delete(root);
-		if (r == W2K_ENOMEM)
-			return r;
-		return emit_dead(j, NORM_DL_INVALID_JSON, res);
-	}
 
-	fields_get(root, &fs);
+	fields_get(j->c, root, &fs);
 	et = fs.f[F_EVENT_TYPE];
+	cmd = fs.f[F_COMMAND];
 	/* A `command` that is not a string is no reply: the frame is then
 	 * judged by its event_type like any other. */
-	if ((fs.f[F_COMMAND] != NULL &&
-	    (fs.f[F_COMMAND]->type & 0xFF) == cJSON_String) ||
-	    (fs.f[F_COMMAND] == NULL && et == NULL && fs.reply_keys_only &&
-	    fs.f[F_STATUS] != NULL &&
-	    (fs.f[F_STATUS]->type & 0xFF) == cJSON_Number))
-		r = emit_reply(j->c, &fs, res);
-	else if (et == NULL || (et->type & 0xFF) != cJSON_String ||
-	    et->valuestring[0] == '\0')
-		r = emit_dead(j, NORM_DL_NO_EVENT_TYPE, res);
-	else
-		r = emit_events(j, root, &fs, res);
-	cJSON_Delete(root);
-	return r;
+	if ((cmd != NULL && cmd->type == N_STR) ||
+	    (cmd == NULL && et == NULL && fs.reply_keys_only &&
+	    fs.f[F_STATUS] != NULL && fs.f[F_STATUS]->type == N_NUM))
+		return emit_reply(&fs, res);
+	if (et == NULL || et->type != N_STR || et->len == 0)
+		return emit_dead(j, NORM_DL_NO_EVENT_TYPE, res);
+	return emit_events(j, root, &fs, res);
 }
 
 int
@@ -2005,6 +2360,7 @@ norm_frame(const struct norm_frame *in, struct norm_result *res)
 	struct norm_frame fr = *in;
 	struct nctx c;
 	struct job j;
+	char out[8192];
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -2012,26 +2368,31 @@ norm_frame(const struct norm_frame *in, struct norm_result *res)
 		fr.data = (const unsigned char *)"";
 		fr.len = 0;
 	}
-	memset(&c, 0, sizeof(c));
-	c.text = (const char *)fr.data;
-	c.spans = c.spans_buf;
-	c.spans_cap = W2K_ARRAY_SIZE(c.spans_buf);
+	nctx_init(&c, fr.data, fr.len);
 	memset(&j, 0, sizeof(j));
 	j.in = &fr;
 	j.pbx = in->pbx != NULL ? in->pbx : "";
+	j.pbxlen = strlen(j.pbx);
 	j.c = &c;
-	/* Room for a typical record up front: growing by doubling would
-	 * cost several large reallocations per frame. */
-	if (fr.len < SIZE_MAX - 1024 &&
-	    (j.sb.p = malloc(fr.len + 1024)) != NULL)
-		j.sb.cap = fr.len + 1024;
+	/* Records are printed on the stack (nearly all fit) and then copied
+	 * to their exact size. A larger one gets room for the frame and the
+	 * envelope up front: growing by doubling would cost several large
+	 * reallocations. */
+	j.sb.p = j.sb.fixed = out;
+	j.sb.cap = sizeof(out);
+	if (fr.len > sizeof(out) - 1024 && fr.len < SIZE_MAX - 1024) {
+		char *big = malloc(fr.len + 1024);
+
+		if (big != NULL) {	/* else sb_grow() tries again */
+			j.sb.p = big;
+			j.sb.cap = fr.len + 1024;
+		}
+	}
 
 	r = classify_frame(&j, res);
 
-	if (c.spans != c.spans_buf)
-		free(c.spans);
-	free(c.refs);
-	free(j.sb.p);
+	nctx_free(&c);
+	sb_free(&j.sb);
 	EVP_MD_CTX_free(j.md);
 	EVP_MD_CTX_free(j.md_tmp);
 	if (r != 0) {
@@ -2058,18 +2419,16 @@ norm_dead_letter(const char *pbx, const char *reason,
 		.too_large = truncated,
 		.received_us = received_us,
 	};
-	struct nctx c;
 	struct job j;
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	memset(&c, 0, sizeof(c));
 	memset(&j, 0, sizeof(j));
 	j.in = &fr;
 	j.pbx = fr.pbx;
-	j.c = &c;
+	j.pbxlen = strlen(j.pbx);
 	r = emit_dead_rec(&j, reason != NULL ? reason : "", out);
-	free(j.sb.p);
+	sb_free(&j.sb);
 	EVP_MD_CTX_free(j.md);
 	EVP_MD_CTX_free(j.md_tmp);
 	if (r != 0) {

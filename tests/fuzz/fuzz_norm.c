@@ -2,11 +2,11 @@
  * fuzz_norm.c — libFuzzer target for norm_frame(): any bytes, as a normal
  * frame and as the beginning of a too-large one. Besides what ASan and
  * UBSan catch, it checks the invariants the rest of the daemon relies on:
- * never W2K_ENOMEM here (malloc does not fail under the fuzzer, so that
- * would mean json_scan() accepted something cJSON refused), every record's
- * value is one JSON object that cJSON parses back, ids are 32 lowercase
- * hex digits equal to norm_record_id(), parts have distinct ids, and the
- * same bytes give the same records.
+ * never W2K_ENOMEM here (malloc does not fail under the fuzzer), what it
+ * takes for JSON cJSON takes too, dead-letter reasons come from the fixed
+ * set (metric labels), every record's value is one JSON object that cJSON
+ * parses back, ids are 32 lowercase hex digits equal to norm_record_id(),
+ * parts have distinct ids, and the same bytes give the same records.
  */
 #include <cjson/cJSON.h>
 
@@ -93,8 +93,14 @@ check_record(const struct norm_frame *in, const struct norm_result *res,
 			CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v,
 			    "truncated")));
 	} else {
+		unsigned t = norm_type_index(rec->type);
+
 		CHECK(strcmp(schema->valuestring, "wsi2kafka.event/1") == 0);
 		CHECK(rec->type[0] != '\0');
+		/* The metric label: the type itself, or "other". */
+		CHECK(t < NORM_NTYPES);
+		CHECK(t == NORM_TYPE_OTHER ||
+		    strcmp(norm_type_name(t), rec->type) == 0);
 		CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(v,
 		    "data")));
 		CHECK(strncmp(hdr(rec, "ce_type"), "com.portsip.wsi.", 16)
@@ -107,6 +113,7 @@ static void
 check(const struct norm_frame *in)
 {
 	struct norm_result res, again;
+	cJSON *v;
 	size_t i;
 
 	CHECK(norm_frame(in, &res) == 0);
@@ -116,19 +123,32 @@ check(const struct norm_frame *in)
 		CHECK(res.nrecs >= 1 && res.recs != NULL);
 		for (i = 0; i < res.nrecs; i++)
 			CHECK(!res.recs[i].dead);
-		/* What we took for JSON, cJSON takes too. */
-		cJSON_Delete(cJSON_ParseWithLength((const char *)in->data,
-		    in->len));
+		/* What we took for JSON, cJSON (a consumer's parser) takes
+		 * too: our grammar and limits are the stricter ones. */
+		v = cJSON_ParseWithLength((const char *)in->data, in->len);
+		CHECK(v != NULL && cJSON_IsObject(v));
+		cJSON_Delete(v);
 		break;
 	case NORM_DEAD:
 		CHECK(res.nrecs == 1 && res.recs[0].dead);
 		CHECK(res.dead_reason != NULL);
 		CHECK(!in->too_large ||
 		    strcmp(res.dead_reason, NORM_DL_TOO_LARGE) == 0);
+		/* A fixed set of reasons: they are metric labels. */
+		CHECK(strcmp(res.dead_reason, NORM_DL_INVALID_UTF8) == 0 ||
+		    strcmp(res.dead_reason, NORM_DL_INVALID_JSON) == 0 ||
+		    strcmp(res.dead_reason, NORM_DL_NOT_OBJECT) == 0 ||
+		    strcmp(res.dead_reason, NORM_DL_NO_EVENT_TYPE) == 0 ||
+		    strcmp(res.dead_reason, NORM_DL_TOO_LARGE) == 0 ||
+		    strcmp(res.dead_reason, NORM_DL_TOO_DEEP) == 0 ||
+		    strcmp(res.dead_reason, NORM_DL_TOO_MANY_MEMBERS) == 0);
 		break;
 	case NORM_REPLY:
 		CHECK(!in->too_large);
 		CHECK(res.nrecs == 0 && res.recs == NULL);
+		v = cJSON_ParseWithLength((const char *)in->data, in->len);
+		CHECK(v != NULL && cJSON_IsObject(v));
+		cJSON_Delete(v);
 		break;
 	default:
 		CHECK(0);
