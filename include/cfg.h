@@ -60,6 +60,7 @@ struct cfg_pbx {
 	int		 ping_interval;	/* s, default 30 */
 	int		 idle_timeout;	/* s, default 90 */
 	int		 auth_timeout;	/* s, default 10 */
+	int		 connect_timeout; /* s, default 10: TCP, TLS, upgrade */
 	double		 backoff_initial; /* s, default 1.0 */
 	double		 backoff_max;	/* s, default 60.0 */
 	uint64_t	 max_frame;	/* bytes, default 4 MiB */

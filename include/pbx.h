@@ -1,12 +1,17 @@
 /*
  * pbx.h — one PortSIP WSI session per configured PBX (contract §6).
  *
- * A session connects (TLS with SNI and verification), upgrades to a
- * WebSocket, authenticates with the `auth` command, sends one `subscribe`
- * per configured subscription and then streams frames: every complete frame
+ * A session connects (TLS 1.2 or later, with SNI, certificate and host
+ * name verification), upgrades to a WebSocket, authenticates with the
+ * `auth` command, sends one `subscribe` per configured subscription and
+ * then streams frames: every complete frame
  * is normalized (norm.h), routed (route.h) and handed to the environment's
  * emit function. Any close, error, missed pong or idle_timeout of silence
  * reconnects with exponential backoff and full jitter, trying the next URL.
+ * Every phase is bounded in time, so a PBX that stalls or trickles bytes
+ * cannot hold a session: connect_timeout for TCP, TLS and the upgrade
+ * together, auth_timeout for the auth reply, idle_timeout for silence and
+ * for any one frame to complete.
  *
  * All sessions live in one libwebsockets context and run on its event loop
  * thread; nothing here blocks, except that Debian's lws resolves host names
@@ -41,8 +46,11 @@ enum pbx_disc {
 	PBX_DISC_ERROR,		/* connect or transport error */
 	PBX_DISC_TLS,		/* TLS handshake / verification failed */
 	PBX_DISC_AUTH,		/* the PBX rejected our credentials */
-	PBX_DISC_TIMEOUT,	/* no auth reply within auth_timeout */
-	PBX_DISC_IDLE,		/* idle_timeout of silence (pings unanswered) */
+	PBX_DISC_TIMEOUT,	/* no auth reply within auth_timeout; for a
+				   connect: not up within connect_timeout */
+	PBX_DISC_IDLE,		/* idle_timeout of silence (pings
+				   unanswered), or a frame not complete
+				   within it */
 	PBX_DISC_STOPPED,	/* we stopped it (shutdown, reload) */
 	PBX_DISC_COUNT
 };
@@ -66,7 +74,8 @@ struct pbx_env {
 /* Dead-letter reasons counted per session: a fixed set (metric labels). */
 enum pbx_dl {
 	PBX_DL_INVALID_UTF8, PBX_DL_INVALID_JSON, PBX_DL_NOT_OBJECT,
-	PBX_DL_NO_EVENT_TYPE, PBX_DL_TOO_LARGE,
+	PBX_DL_NO_EVENT_TYPE, PBX_DL_TOO_LARGE, PBX_DL_TOO_DEEP,
+	PBX_DL_TOO_MANY_MEMBERS,	/* norm.h limits */
 	PBX_DL_NO_ROUTE,	/* an event no route matched */
 	PBX_DL_COUNT
 };
@@ -75,6 +84,8 @@ enum pbx_dl {
 struct pbx_stats {
 	uint64_t	connects_ok;
 	uint64_t	connects_failed;
+	uint64_t	connect_failures[PBX_DISC_COUNT]; /* by reason: only
+						   ERROR, TLS, TIMEOUT */
 	uint64_t	disconnects[PBX_DISC_COUNT];
 	uint64_t	frames;		/* complete frames received */
 	uint64_t	events;		/* event records emitted */

@@ -199,6 +199,8 @@ static const struct key schema[] = {
 	    .off = OFF(cfg_pbx, idle_timeout) },
 	{ "pbx.auth_timeout", K_INT, 0, "10", 1, 600,
 	    .off = OFF(cfg_pbx, auth_timeout) },
+	{ "pbx.connect_timeout", K_INT, 0, "10", 1, 600,
+	    .off = OFF(cfg_pbx, connect_timeout) },
 	{ "pbx.backoff", K_GROUP, 0, .def = NULL },
 	{ "pbx.backoff.initial", K_FLOAT, KF_FMIN_OPEN, "1.0",
 	    .fmin = 0, .fmax = 86400, .off = OFF(cfg_pbx, backoff_initial) },
@@ -1438,7 +1440,9 @@ add_url(struct loader *ld, struct cfg_pbx *p, const config_setting_t *s)
 
 /*
  * Reads password_file into p->password. The file must not be readable by
- * everyone (contract §3); one trailing newline is not part of the secret.
+ * everyone (contract §3) nor writable by anyone but its owner (whoever can
+ * write it chooses the password we send): mode 0600 or 0640, 0400 or 0440.
+ * One trailing newline is not part of the secret.
  */
 static void
 read_secret(struct loader *ld, const config_setting_t *s, struct cfg_pbx *p)
@@ -1461,6 +1465,21 @@ read_secret(struct loader *ld, const config_setting_t *s, struct cfg_pbx *p)
 	if (st.st_mode & S_IROTH) {
 		report(ld, s, "%s is readable by everyone (mode %04o); "
 		    "chmod o-r it", file, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	if (st.st_mode & S_IWOTH) {
+		report(ld, s, "%s is writable by everyone (mode %04o); "
+		    "chmod o-w it", file, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	if (st.st_mode & S_IXOTH) {
+		report(ld, s, "%s is accessible by others (mode %04o); "
+		    "chmod o= it", file, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	if (st.st_mode & S_IWGRP) {
+		report(ld, s, "%s is writable by its group (mode %04o); "
+		    "chmod g-w it", file, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
 	while (len < sizeof(buf) - 1 &&
@@ -1696,6 +1715,30 @@ where_free(struct cfg_where *w)
 	free(w);
 }
 
+/*
+ * Zero every string value libconfig holds before it frees them: any may be a
+ * secret (password, a sasl_password among kafka.properties), and what we
+ * keep has been copied. (libconfig's scanner buffers, freed inside
+ * config_read_string(), are out of our reach: password_file avoids them.)
+ */
+static void
+wipe_strings(config_setting_t *s)
+{
+	const char *v;
+	int n;
+
+	if (s == NULL)
+		return;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if ((v = config_setting_get_string(s)) != NULL)
+			explicit_bzero((char *)(uintptr_t)v, strlen(v));
+		return;
+	}
+	n = config_setting_is_aggregate(s) ? config_setting_length(s) : 0;
+	for (int i = 0; i < n; i++)
+		wipe_strings(config_setting_get_elem(s, (unsigned)i));
+}
+
 int
 cfg_load_string(const char *text, const char *name, struct cfg **cfgp,
     cfg_error_fn *fn, void *ctx)
@@ -1734,10 +1777,13 @@ cfg_load_string(const char *text, const char *name, struct cfg **cfgp,
 		check_names_unique(&ld);
 		check_routes(&ld);
 	}
+	wipe_strings(config_root_setting(&lc));
 	config_destroy(&lc);
 
 	for (size_t i = 0; i < ld.nsrc; i++) {
 		free(ld.src[i].file);
+		if (ld.src[i].text != NULL)	/* may hold a password */
+			explicit_bzero(ld.src[i].text, strlen(ld.src[i].text));
 		free(ld.src[i].text);
 	}
 	free(ld.src);
@@ -2151,6 +2197,7 @@ cfg_pbx_equal(const struct cfg_pbx *a, const struct cfg_pbx *b)
 	    a->nsubs != b->nsubs || a->ping_interval != b->ping_interval ||
 	    a->idle_timeout != b->idle_timeout ||
 	    a->auth_timeout != b->auth_timeout ||
+	    a->connect_timeout != b->connect_timeout ||
 	    a->backoff_initial != b->backoff_initial ||
 	    a->backoff_max != b->backoff_max || a->max_frame != b->max_frame)
 		return false;

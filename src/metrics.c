@@ -192,6 +192,11 @@ static const enum pbx_state states[] = {
 	PBX_SUBSCRIBED,
 };
 
+/* The reasons a connection attempt can fail for (pbx.h). */
+static const enum pbx_disc connect_reasons[] = {
+	PBX_DISC_ERROR, PBX_DISC_TLS, PBX_DISC_TIMEOUT,
+};
+
 static void
 render_pbx(struct out *o, const struct metrics_view *v)
 {
@@ -222,6 +227,17 @@ render_pbx(struct out *o, const struct metrics_view *v)
 		    v->pbx[i].st->connects_failed, { "pbx", v->pbx[i].name },
 		    { "result", "failed" });
 	}
+
+	family(o, "wsi2kafka_pbx_connect_failures_total", "counter",
+	    "Failed connection attempts to the PBX by reason: error (DNS, "
+	    "TCP, upgrade refused), tls (certificate or handshake refused), "
+	    "timeout (not up within connect_timeout).");
+	for (size_t i = 0; i < v->npbx; i++)
+		for (size_t r = 0; r < W2K_ARRAY_SIZE(connect_reasons); r++)
+			U64(o, "wsi2kafka_pbx_connect_failures_total",
+			    v->pbx[i].st->connect_failures[connect_reasons[r]],
+			    { "pbx", v->pbx[i].name },
+			    { "reason", pbx_disc_name(connect_reasons[r]) });
 
 	family(o, "wsi2kafka_pbx_disconnects_total", "counter",
 	    "Established PBX sessions that ended, by reason.");

@@ -13,6 +13,18 @@
  * frame (pongs count) and after auth_timeout without an auth reply. lws's
  * own validity pings are pushed out of the way (a policy of 65535 s) so
  * that every disconnect has exactly one reason we can name and count.
+ *
+ * A hostile or broken PBX must not hold a session (nor the loop, which
+ * never waits on a socket): the same tick runs from the moment a connect
+ * starts and ends the attempt after connect_timeout, however slowly the
+ * TLS handshake or the upgrade response trickles in; and since a trickle
+ * keeps resetting the idle clock, any one frame must also complete within
+ * idle_timeout of the first tick that saw it incomplete.
+ *
+ * TLS: 1.2 or later, whatever the system's OpenSSL policy allows; the
+ * certificate and the host name are verified unless tls.verify = false.
+ * When a handshake fails, the log says why in words (the X509 verify
+ * result, or the TLS alert), not lws 4.1's "connect SSL err 1".
  */
 #include "pbx.h"
 #include "backoff.h"
@@ -25,10 +37,13 @@
 #include <strings.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/ssl.h>
 
 #define PBX_TICK_US		(1000 * 1000)
 #define PBX_HEALTHY_US		(60LL * 1000 * 1000)	/* contract §6 */
 #define PBX_CLOSE_GRACE_S	2	/* backstop when WRITEABLE never comes */
+#define PBX_PUMP_MAX		256	/* records read ahead per turn */
+#define PBX_SECRET_FRAME_MAX	(1024 * 1024)	/* the auth frame, escaped */
 
 struct pbx_msg {
 	unsigned char	*buf;	/* LWS_PRE headroom + payload */
@@ -49,7 +64,11 @@ struct pbx {
 	struct backoff		 bo;
 	lws_sorted_usec_list_t	 sul_connect;
 	lws_sorted_usec_list_t	 sul_tick;
+	lws_sorted_usec_list_t	 sul_pump;	/* TLS records read ahead */
 	int64_t			 last_rx_us;	/* monotonic */
+	int64_t			 connect_start_us;
+	int64_t			 partial_since_us; /* a frame incomplete */
+	uint64_t		 partial_frames;   /* stats.frames then */
 	int64_t			 last_ping_us;
 	int64_t			 auth_sent_us;
 	int64_t			 subscribed_us;
@@ -63,6 +82,7 @@ struct pbx {
 	size_t			 rx_len, rx_cap, rx_total;
 	bool			 rx_in_msg, rx_too_large;
 	int64_t			 rx_received_us;
+	uint64_t		 rx_pieces;	/* RECEIVE callbacks, ever */
 	struct pbx_stats	 stats;
 };
 
@@ -101,6 +121,8 @@ static const char *const dl_names[] = {
 	[PBX_DL_NOT_OBJECT] = NORM_DL_NOT_OBJECT,
 	[PBX_DL_NO_EVENT_TYPE] = NORM_DL_NO_EVENT_TYPE,
 	[PBX_DL_TOO_LARGE] = NORM_DL_TOO_LARGE,
+	[PBX_DL_TOO_DEEP] = NORM_DL_TOO_DEEP,
+	[PBX_DL_TOO_MANY_MEMBERS] = NORM_DL_TOO_MANY_MEMBERS,
 	[PBX_DL_NO_ROUTE] = "no_route",
 };
 
@@ -213,6 +235,36 @@ sendq_push(struct pbx *p, cJSON *cmd, bool secret)
 	return 0;
 }
 
+/*
+ * The auth frame goes straight into its slot through
+ * cJSON_PrintPreallocated(), which never reallocates: cJSON_Print*() grows
+ * its buffer with realloc() and would leave pieces of the password behind
+ * in freed memory. A buffer found too small is wiped before it is freed.
+ */
+static int
+sendq_push_secret(struct pbx *p, cJSON *cmd)
+{
+	struct pbx_msg *m = &p->sendq[p->nsend];
+
+	if (p->nsend == p->sendq_cap)
+		return W2K_EFULL;
+	for (size_t cap = 512; cap <= PBX_SECRET_FRAME_MAX; cap *= 2) {
+		if ((m->buf = malloc(LWS_PRE + cap)) == NULL)
+			return W2K_ENOMEM;
+		if (cJSON_PrintPreallocated(cmd, (char *)m->buf + LWS_PRE,
+		    (int)cap, false)) {
+			m->len = strlen((char *)m->buf + LWS_PRE);
+			m->secret = true;
+			p->nsend++;
+			return 0;
+		}
+		explicit_bzero(m->buf, LWS_PRE + cap);
+		free(m->buf);
+		m->buf = NULL;
+	}
+	return W2K_ENOMEM;
+}
+
 static int
 queue_auth(struct pbx *p)
 {
@@ -222,7 +274,8 @@ queue_auth(struct pbx *p)
 
 	/*
 	 * String references, not copies: the password then exists only in
-	 * the cfg and in the printed frame, which sendq wipes after writing.
+	 * the cfg and in the printed frame, which is wiped once written
+	 * (on_writeable()) or when the session ends (sendq_clear()).
 	 */
 	if (cmd == NULL ||
 	    !cJSON_AddItemToObject(cmd, "command",
@@ -236,7 +289,7 @@ queue_auth(struct pbx *p)
 	    (pc->domain != NULL && !cJSON_AddItemToObject(cmd, "domain",
 	    cJSON_CreateStringReference(pc->domain))))
 		goto out;
-	r = sendq_push(p, cmd, true);
+	r = sendq_push_secret(p, cmd);
 out:
 	cJSON_Delete(cmd);
 	return r;
@@ -306,6 +359,7 @@ session_ended(struct pbx *p, enum pbx_disc why, bool established)
 
 	p->wsi = NULL;		/* lws never clears *pwsi on close (§13.3-4) */
 	lws_sul_cancel(&p->sul_tick);
+	lws_sul_cancel(&p->sul_pump);
 	sendq_clear(p);
 	rx_reset(p);
 	p->closing = false;
@@ -329,7 +383,8 @@ session_ended(struct pbx *p, enum pbx_disc why, bool established)
  * Ask for the connection to close, from anywhere on the loop: the close
  * itself happens in WRITEABLE (returning -1 there is the only clean way to
  * drop a client connection in lws 4.1); the timeout is the backstop for a
- * socket that never becomes writeable.
+ * socket that never becomes writeable. A connection still connecting gets
+ * no WRITEABLE: lws kills it on its next turn (CONNECTION_ERROR follows).
  */
 static void
 request_close(struct pbx *p, enum pbx_disc why)
@@ -338,6 +393,11 @@ request_close(struct pbx *p, enum pbx_disc why)
 		return;
 	p->closing = true;
 	p->close_reason = why;
+	if (p->state == PBX_CONNECTING) {
+		lws_set_timeout(p->wsi, PENDING_TIMEOUT_USER_OK,
+		    LWS_TO_KILL_ASYNC);
+		return;
+	}
 	lws_set_timeout(p->wsi, PENDING_TIMEOUT_USER_OK, PBX_CLOSE_GRACE_S);
 	lws_callback_on_writable(p->wsi);
 }
@@ -372,6 +432,11 @@ pbx_connect_cb(lws_sorted_usec_list_t *sul)
 			    LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
 	}
 	p->state = PBX_CONNECTING;
+	p->connect_start_us = w2k_mono_us();
+	p->partial_since_us = 0;
+	/* Bounds the attempt (connect_timeout); cancelled if it ends first. */
+	lws_sul_schedule(p->env->context, 0, &p->sul_tick, pbx_tick_cb,
+	    PBX_TICK_US);
 	log_debug("pbx %s: connecting to %s", p->pc->name, u->text);
 	/*
 	 * NULL means it failed before any callback could report it (with
@@ -394,6 +459,29 @@ pbx_tick_cb(lws_sorted_usec_list_t *sul)
 
 	if (p->wsi == NULL)
 		return;
+	if (p->state == PBX_CONNECTING) {
+		int64_t left = p->connect_start_us +
+		    (int64_t)pc->connect_timeout * 1000000 - now;
+
+		/*
+		 * TCP, TLS and the upgrade response have connect_timeout
+		 * together, from the start of the attempt. lws arms a limit
+		 * of its own at each step (the context's timeout_secs, 5 s
+		 * in 4.1) and ends a stalled upgrade without telling us why
+		 * (see WSI_DESTROY): each tick replaces it with ours plus a
+		 * margin, so that ours decides, and names the reason
+		 * (connect_failed(), when CONNECTION_ERROR reports the kill).
+		 */
+		if (p->closing)
+			goto again;
+		if (left <= 0) {
+			request_close(p, PBX_DISC_TIMEOUT);
+		} else {
+			lws_set_timeout(p->wsi, PENDING_TIMEOUT_USER_OK,
+			    (int)(left / 1000000) + 2);
+		}
+		goto again;
+	}
 	if (p->state == PBX_AUTHENTICATING &&
 	    now - p->auth_sent_us > (int64_t)pc->auth_timeout * 1000000) {
 		log_warn("pbx %s: no auth reply from %s within %d s",
@@ -405,6 +493,26 @@ pbx_tick_cb(lws_sorted_usec_list_t *sul)
 		    pc->name, cur_url(p)->text, pc->idle_timeout);
 		request_close(p, PBX_DISC_IDLE);
 	}
+	/*
+	 * A frame that never completes: a byte now and then keeps the idle
+	 * clock above from running out, so the frame itself must complete
+	 * within idle_timeout of the first tick that saw it unfinished (a
+	 * frame completed in between, seen by the frame count, restarts
+	 * the clock). What it may buffer meanwhile is bounded by max_frame.
+	 */
+	if (!p->rx_in_msg) {
+		p->partial_since_us = 0;
+	} else if (p->partial_since_us == 0 ||
+	    p->partial_frames != p->stats.frames) {
+		p->partial_since_us = now;
+		p->partial_frames = p->stats.frames;
+	} else if (!p->closing && now - p->partial_since_us >
+	    (int64_t)pc->idle_timeout * 1000000) {
+		log_warn("pbx %s: a frame from %s is still incomplete after "
+		    "%d s (%zu bytes so far)", pc->name, cur_url(p)->text,
+		    pc->idle_timeout, p->rx_total);
+		request_close(p, PBX_DISC_IDLE);
+	}
 	if (now - p->last_ping_us >= (int64_t)pc->ping_interval * 1000000) {
 		p->ping_due = true;
 		p->last_ping_us = now;
@@ -413,6 +521,7 @@ pbx_tick_cb(lws_sorted_usec_list_t *sul)
 	if (p->state == PBX_SUBSCRIBED && p->bo.attempt != 0 &&
 	    now - p->subscribed_us >= PBX_HEALTHY_US)
 		backoff_reset(&p->bo);
+again:
 	lws_sul_schedule(p->env->context, 0, &p->sul_tick, pbx_tick_cb,
 	    PBX_TICK_US);
 }
@@ -425,6 +534,10 @@ handle_reply(struct pbx *p, const struct norm_result *res)
 	const char *cmd = res->reply_command;
 	const char *err = res->reply_error ? res->reply_error : "no reason given";
 
+	/* A PBX may echo what it was sent: never log the password back. */
+	if (p->pc->password != NULL && p->pc->password[0] != '\0' &&
+	    strstr(err, p->pc->password) != NULL)
+		err = "(not shown: the reply repeats the password)";
 	p->stats.replies++;
 	if (cmd == NULL || strcmp(cmd, "auth") == 0) {
 		if (p->state != PBX_AUTHENTICATING) {
@@ -528,6 +641,54 @@ handle_frame(struct pbx *p)
 	norm_result_clear(&res);
 }
 
+/*
+ * TLS read-ahead. A PBX writes one TLS record per event, and lws 4.1 calls
+ * SSL_read() once per poll() wake-up, which returns one record: without
+ * help that is a poll() and two read()s (record header, then body) per
+ * event, most of the daemon's cost under load. With read-ahead OpenSSL
+ * fills its buffer with whatever the socket holds, but the records left
+ * in that buffer do not wake poll() again, and lws only looks for them
+ * when its own read buffer was the limit. So after each piece received
+ * while OpenSSL still holds data, a zero-delay timer (which also keeps
+ * the next poll() from sleeping) services the connection again, up to
+ * PBX_PUMP_MAX times per loop turn so that one PBX cannot starve others.
+ */
+static void pbx_pump_cb(lws_sorted_usec_list_t *sul);
+
+static void
+pump_arm(struct pbx *p, struct lws *wsi)
+{
+	SSL *ssl = lws_get_ssl(wsi);
+
+	if (ssl != NULL && SSL_has_pending(ssl) &&
+	    lws_dll2_is_detached(&p->sul_pump.list))
+		lws_sul_schedule(p->env->context, 0, &p->sul_pump,
+		    pbx_pump_cb, 1);
+}
+
+static void
+pbx_pump_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pbx *p = lws_container_of(sul, struct pbx, sul_pump);
+
+	for (int i = 0; i < PBX_PUMP_MAX && p->wsi != NULL; i++) {
+		SSL *ssl = lws_get_ssl(p->wsi);
+		uint64_t before = p->rx_pieces;
+		struct lws_pollfd pfd;
+
+		if (ssl == NULL || !SSL_has_pending(ssl))
+			return;
+		pfd.fd = lws_get_socket_fd(p->wsi);
+		pfd.events = pfd.revents = LWS_POLLIN;
+		lws_service_fd(p->env->context, &pfd);
+		/* Only part of a record is here: poll() tells when the rest is. */
+		if (p->rx_pieces == before)
+			return;
+	}
+	if (p->wsi != NULL)
+		pump_arm(p, p->wsi);
+}
+
 /* Append a piece of a message; keep at most max_frame bytes. */
 static void
 rx_append(struct pbx *p, const void *in, size_t len)
@@ -621,6 +782,108 @@ on_writeable(struct pbx *p, struct lws *wsi)
 	return 0;
 }
 
+/* ---- TLS ------------------------------------------------------------ */
+
+/*
+ * Our slot on every client SSL: the first fatal alert of its handshake,
+ * sent or received, kept by tls_alert_cb() so that a refused handshake can
+ * be named. Allocated with the first client SSL_CTX.
+ */
+static int tls_alert_idx = -1;
+
+#define TLS_ALERT_SEEN	0x10000
+#define TLS_ALERT_SENT	0x20000
+
+static void
+tls_alert_cb(const SSL *cssl, int where, int ret)
+{
+	SSL *ssl = (SSL *)(uintptr_t)cssl;	/* ex_data is ours to set */
+
+	if (!(where & SSL_CB_ALERT) || (ret >> 8) != SSL3_AL_FATAL ||
+	    tls_alert_idx < 0 || SSL_get_ex_data(ssl, tls_alert_idx) != NULL)
+		return;
+	SSL_set_ex_data(ssl, tls_alert_idx, (void *)(uintptr_t)(
+	    TLS_ALERT_SEEN | ((where & SSL_CB_WRITE) ? TLS_ALERT_SENT : 0) |
+	    (ret & 0xffff)));
+}
+
+/*
+ * lws hands us each client SSL_CTX it creates, once
+ * (LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS; lws may share one
+ * between vhosts whose TLS settings are equal, and ours are the same for
+ * all). TLS 1.2 is the floor whatever the system's OpenSSL policy says
+ * (pbx_new() also sets it as SSL_OP_NO_* options, which lws applies to the
+ * context itself); the alert callback serves tls_failure().
+ */
+static void
+tls_client_ctx_setup(SSL_CTX *ctx)
+{
+	if (ctx == NULL)
+		return;
+	if (tls_alert_idx < 0)
+		tls_alert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	SSL_CTX_set_info_callback(ctx, tls_alert_cb);
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+		log_err("pbx: cannot set TLS 1.2 as the minimum version");
+}
+
+/* A TLS alert in words; OpenSSL 3.0 names none newer than TLS 1.2. */
+static const char *
+alert_name(uintptr_t a)
+{
+	switch (a & 0xff) {
+	case SSL_AD_MISSING_EXTENSION:
+		return "missing extension";
+	case SSL_AD_CERTIFICATE_REQUIRED:
+		return "certificate required";
+	case SSL_AD_NO_APPLICATION_PROTOCOL:
+		return "no application protocol";
+	default:
+		return SSL_alert_desc_string_long((int)(a & 0xffff));
+	}
+}
+
+/*
+ * Why a TLS connect failed, in words, or NULL when TLS is not the reason.
+ * lws 4.1 passes CONNECTION_ERROR no more than "connect SSL err 1:
+ * error:00000001:lib(0)::reason(1)", but the SSL object still exists then:
+ * its verify result names a refused certificate, and the alert kept by
+ * tls_alert_cb() a refused handshake (protocol version, client certificate).
+ */
+static const char *
+tls_failure(const struct pbx *p, struct lws *wsi, char *buf, size_t len)
+{
+	SSL *ssl = lws_get_ssl(wsi);
+	uintptr_t a = 0;
+	long vr;
+
+	if (ssl == NULL)
+		return NULL;
+	vr = SSL_get_verify_result(ssl);
+	if (tls_alert_idx >= 0)
+		a = (uintptr_t)SSL_get_ex_data(ssl, tls_alert_idx);
+	if (vr == X509_V_ERR_HOSTNAME_MISMATCH)
+		snprintf(buf, len, "certificate verify failed: hostname "
+		    "mismatch (the certificate is not for %s)",
+		    cur_url(p)->host);
+	else if (vr != X509_V_OK)
+		snprintf(buf, len, "certificate verify failed: %s",
+		    X509_verify_cert_error_string(vr));
+	else if ((a & TLS_ALERT_SEEN) && (a & 0xff) == SSL_AD_PROTOCOL_VERSION)
+		snprintf(buf, len, "TLS handshake failed: no common protocol "
+		    "version (TLS 1.2 or later required; alert \"%s\" %s)",
+		    alert_name(a),
+		    (a & TLS_ALERT_SENT) ? "sent" : "from the PBX");
+	else if (a & TLS_ALERT_SEEN)
+		snprintf(buf, len, "TLS %s: alert \"%s\" %s",
+		    SSL_is_init_finished(ssl) ? "error" : "handshake failed",
+		    alert_name(a),
+		    (a & TLS_ALERT_SENT) ? "sent" : "from the PBX");
+	else
+		return NULL;
+	return buf;
+}
+
 static enum pbx_disc
 classify_error(const char *in, size_t len)
 {
@@ -635,10 +898,46 @@ classify_error(const char *in, size_t len)
 		len = sizeof(buf) - 1;
 	memcpy(buf, in, len);
 	buf[len] = '\0';
+	/* lws's own limits ("Timed out waiting SSL") before the TLS words */
+	if (strcasestr(buf, "timed out") != NULL ||
+	    strcasestr(buf, "timeout") != NULL)
+		return PBX_DISC_TIMEOUT;
 	for (size_t i = 0; i < W2K_ARRAY_SIZE(tls_words); i++)
 		if (strcasestr(buf, tls_words[i]) != NULL)
 			return PBX_DISC_TLS;
 	return PBX_DISC_ERROR;
+}
+
+/*
+ * An attempt that never became a WebSocket: count it by reason, say why
+ * (ours when we ended it, the TLS reason, or lws's text), retry.
+ */
+static void
+connect_failed(struct pbx *p, struct lws *wsi, const char *in, size_t len)
+{
+	char buf[384];
+	const char *text = buf;
+	enum pbx_disc why;
+
+	if (p->closing) {		/* connect_timeout, or a stop */
+		why = p->close_reason;
+		snprintf(buf, sizeof(buf), "timed out after %d s (TCP, TLS "
+		    "handshake and WebSocket upgrade: connect_timeout)",
+		    p->pc->connect_timeout);
+	} else if (tls_failure(p, wsi, buf, sizeof(buf)) != NULL) {
+		why = PBX_DISC_TLS;
+	} else {
+		why = classify_error(in, len);
+		snprintf(buf, sizeof(buf), "%.*s", in ? (int)len : 7,
+		    in ? in : "unknown");
+	}
+	if (why != PBX_DISC_STOPPED) {
+		p->stats.connects_failed++;
+		p->stats.connect_failures[why]++;
+		log_warn("pbx %s: connection to %s failed: %s", p->pc->name,
+		    cur_url(p)->text, text);
+	}
+	session_ended(p, why, false);
 }
 
 static int
@@ -648,7 +947,11 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	struct pbx *p = lws_get_opaque_user_data(wsi);
 	enum pbx_disc why;
 
-	(void)user;
+	/* With a stand-in wsi, no session: before the lookup below. */
+	if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS) {
+		tls_client_ctx_setup(user);
+		return 0;
+	}
 	if (p == NULL)		/* freed while lws still held the wsi */
 		return 0;
 
@@ -656,12 +959,7 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (p->state != PBX_CONNECTING && p->wsi != wsi)
 			break;
-		why = classify_error(in, len);
-		p->stats.connects_failed++;
-		log_warn("pbx %s: connection to %s failed: %.*s", p->pc->name,
-		    cur_url(p)->text, in ? (int)len : 7,
-		    in ? (const char *)in : "unknown");
-		session_ended(p, why, false);
+		connect_failed(p, wsi, in, len);
 		break;
 
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -671,6 +969,8 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		p->last_rx_us = p->last_ping_us = w2k_mono_us();
 		p->auth_sent_us = p->last_rx_us;
 		rx_reset(p);
+		if (lws_get_ssl(wsi) != NULL)	/* see pump_arm() */
+			SSL_set_read_ahead(lws_get_ssl(wsi), 1);
 		log_info("pbx %s: connected to %s", p->pc->name,
 		    cur_url(p)->text);
 		if (queue_auth(p) != 0) {
@@ -685,12 +985,15 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		p->last_rx_us = w2k_mono_us();
+		p->rx_pieces++;
 		rx_append(p, in, len);
 		if (lws_is_final_fragment(wsi) &&
 		    lws_remaining_packet_payload(wsi) == 0) {
 			handle_frame(p);
 			p->rx_in_msg = false;
 		}
+		if (p->wsi == wsi)
+			pump_arm(p, wsi);
 		break;
 
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
@@ -710,6 +1013,32 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		session_ended(p, why, true);
 		break;
 
+	case LWS_CALLBACK_WSI_DESTROY:
+		/*
+		 * Still ours: neither CONNECTION_ERROR nor CLOSED came. lws
+		 * 4.1.6 does that to some connects that end while it waits
+		 * for the upgrade response: when its own time limit for the
+		 * step runs out (pbx_tick_cb() now keeps that from coming
+		 * first), and at times when the PBX refuses the client
+		 * certificate after the handshake (test 204). Without this
+		 * the session would stay "connecting" for ever: a session
+		 * must never be left without a reconnect.
+		 */
+		if (p->wsi != wsi)
+			break;
+		if (p->state == PBX_CONNECTING) {
+			static const char none[] = "the connection ended "
+			    "before the WebSocket upgrade, no reason given";
+
+			connect_failed(p, wsi, none, sizeof(none) - 1);
+			break;
+		}
+		why = p->closing ? p->close_reason : PBX_DISC_CLOSED;
+		log_warn("pbx %s: disconnected from %s (%s)", p->pc->name,
+		    cur_url(p)->text, pbx_disc_name(why));
+		session_ended(p, why, true);
+		break;
+
 	default:
 		break;
 	}
@@ -717,6 +1046,32 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 /* ---- public ---------------------------------------------------------- */
+
+/*
+ * lws keeps the vhost name pointer, not a copy, for as long as the vhost
+ * lives, which is until the context goes: longer than the cfg the name
+ * comes from, which a reload frees (ASan caught lws reading the freed name
+ * while it served an HTTP request after a reload, test 222). So names are
+ * kept here, one copy per distinct name, for the life of the process.
+ * NULL: no memory.
+ */
+static const char *
+vhost_name(const char *name)
+{
+	static char **names;
+	static size_t n;
+	char **nv;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return names[i];
+	if ((nv = realloc(names, (n + 1) * sizeof(*nv))) == NULL)
+		return NULL;
+	names = nv;
+	if ((names[n] = strdup(name)) == NULL)
+		return NULL;
+	return names[n++];
+}
 
 int
 pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
@@ -743,12 +1098,19 @@ pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
 	 */
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.vhost_name = pc->name;
+	if ((info.vhost_name = vhost_name(pc->name)) == NULL) {
+		free(p->sendq);
+		free(p);
+		return W2K_ENOMEM;
+	}
 	info.protocols = pbx_protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.client_ssl_ca_filepath = pc->tls.ca_file;
 	info.client_ssl_cert_filepath = pc->tls.cert_file;
 	info.client_ssl_private_key_filepath = pc->tls.key_file;
+	/* TLS 1.2 at least (see also tls_client_ctx_setup()). */
+	info.ssl_client_options_set = (long)(SSL_OP_NO_SSLv2 |
+	    SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1);
 	info.retry_and_idle_policy = &idle_policy;
 	if ((p->vhost = lws_create_vhost(env->context, &info)) == NULL) {
 		log_err("pbx %s: cannot set up TLS (ca_file, cert_file or "
@@ -804,6 +1166,7 @@ pbx_free(struct pbx *p)
 		return;
 	lws_sul_cancel(&p->sul_connect);
 	lws_sul_cancel(&p->sul_tick);
+	lws_sul_cancel(&p->sul_pump);
 	if (p->wsi != NULL)	/* lws may still call back: make it a no-op */
 		lws_set_opaque_user_data(p->wsi, NULL);
 	sendq_clear(p);

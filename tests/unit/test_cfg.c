@@ -399,6 +399,9 @@ static const struct bad bad[] = {
 	{ .name = "cfg__auth_timeout_too_big__out_of_range",
 	    .t = { .pbx = "auth_timeout = 601;" },
 	    .want = { "t.conf:7: pbx[0].auth_timeout: must be 1..600" } },
+	{ .name = "cfg__connect_timeout_zero__out_of_range",
+	    .t = { .pbx = "connect_timeout = 0;" },
+	    .want = { "t.conf:7: pbx[0].connect_timeout: must be 1..600" } },
 	{ .name = "cfg__idle_timeout_too_big__out_of_range",
 	    .t = { .pbx = "idle_timeout = 86401;" },
 	    .want = { "t.conf:7: pbx[0].idle_timeout: must be 2..86400" } },
@@ -612,6 +615,26 @@ static const struct bad bad[] = {
 	    .t = { .pass = "password_file = \"@TMP@/pw644\";" },
 	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pw644 is readable "
 	    "by everyone (mode 0644); chmod o-r it" } },
+	{ .name = "cfg__password_file_world_read_write__refused_as_readable",
+	    .t = { .pass = "password_file = \"@TMP@/pw666\";" },
+	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pw666 is readable "
+	    "by everyone (mode 0666); chmod o-r it" } },
+	{ .name = "cfg__password_file_world_writable__refused",
+	    .t = { .pass = "password_file = \"@TMP@/pw602\";" },
+	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pw602 is writable "
+	    "by everyone (mode 0602); chmod o-w it" } },
+	{ .name = "cfg__password_file_others_execute__refused",
+	    .t = { .pass = "password_file = \"@TMP@/pw601\";" },
+	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pw601 is "
+	    "accessible by others (mode 0601); chmod o= it" } },
+	{ .name = "cfg__password_file_group_writable__refused",
+	    .t = { .pass = "password_file = \"@TMP@/pw660\";" },
+	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pw660 is writable "
+	    "by its group (mode 0660); chmod g-w it" } },
+	{ .name = "cfg__password_file_group_write_only__refused",
+	    .t = { .pass = "password_file = \"@TMP@/pw620\";" },
+	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pw620 is writable "
+	    "by its group (mode 0620); chmod g-w it" } },
 	{ .name = "cfg__password_file_empty__refused",
 	    .t = { .pass = "password_file = \"@TMP@/pwempty\";" },
 	    .want = { "t.conf:5: pbx[0].password_file: @TMP@/pwempty is "
@@ -823,6 +846,7 @@ cfg__minimal_file__defaults_field_by_field(void **state)
 	assert_int_equal(p->ping_interval, 30);
 	assert_int_equal(p->idle_timeout, 90);
 	assert_int_equal(p->auth_timeout, 10);
+	assert_int_equal(p->connect_timeout, 10);
 	assert_true(p->backoff_initial == 1.0);
 	assert_true(p->backoff_max == 60.0);
 	assert_int_equal(p->max_frame, 4 << 20);
@@ -1007,6 +1031,23 @@ cfg__password_file_0640__accepted(void **state)
 	cfg_free(cfg);
 }
 
+/* Read-only modes are fine: the rule is about readers and writers. */
+static void
+cfg__password_file_0400_0440__accepted(void **state)
+{
+	struct tmpl t = { .pass = "password_file = \"@TMP@/pw400\";" };
+	struct tmpl t2 = { .pass = "password_file = \"@TMP@/pw440\";" };
+	struct cfg *cfg;
+
+	(void)state;
+	load_tmpl_ok(&t, &cfg);
+	assert_string_equal(cfg->pbx[0].password, "owner-only");
+	cfg_free(cfg);
+	load_tmpl_ok(&t2, &cfg);
+	assert_string_equal(cfg->pbx[0].password, "group-read-only");
+	cfg_free(cfg);
+}
+
 static void
 cfg__every_setting_given__stored(void **state)
 {
@@ -1014,6 +1055,7 @@ cfg__every_setting_given__stored(void **state)
 		.pbx = "domain = \"t.example.com\"; insecure = true; "
 		    "tls = { verify = false; ca_file = \"/ca.pem\"; }; "
 		    "ping_interval = 15; idle_timeout = 40; auth_timeout = 5; "
+		    "connect_timeout = 7; "
 		    "backoff = { initial = 1; max = 30; }; max_frame = 65536;",
 		.kafka = KAFKA("dead_letter_topic = \"dl.topic\"; "
 		    "routes = ( { match = \"*\"; topic = \"all\"; } );"),
@@ -1035,6 +1077,7 @@ cfg__every_setting_given__stored(void **state)
 	assert_int_equal(p->ping_interval, 15);
 	assert_int_equal(p->idle_timeout, 40);
 	assert_int_equal(p->auth_timeout, 5);
+	assert_int_equal(p->connect_timeout, 7);
 	assert_true(p->backoff_initial == 1.0);
 	assert_true(p->backoff_max == 30.0);
 	assert_int_equal(p->max_frame, 65536);
@@ -1494,7 +1537,8 @@ cfg__pbx_equal__every_field_counts(void **state)
 		"tls = { verify = false; };", "tls = { ca_file = \"/x\"; };",
 		"tls = { cert_file = \"/c\"; key_file = \"/k\"; };",
 		"ping_interval = 31;", "idle_timeout = 91;",
-		"auth_timeout = 11;", "backoff = { initial = 1.5; };",
+		"auth_timeout = 11;", "connect_timeout = 11;",
+		"backoff = { initial = 1.5; };",
 		"backoff = { max = 61; };", "max_frame = \"8M\";",
 	};
 	struct cfg *a, *b;
@@ -1647,6 +1691,13 @@ group_setup(void **state)
 	write_file("pw640", "group-ok", 0640);
 	write_file("pwcrlf", "crlf\r\n", 0600);
 	write_file("pw644", "readable\n", 0644);
+	write_file("pw666", "readable\n", 0666);
+	write_file("pw602", "writable\n", 0602);
+	write_file("pw601", "reachable\n", 0601);
+	write_file("pw660", "writable\n", 0660);
+	write_file("pw620", "writable\n", 0620);
+	write_file("pw400", "owner-only\n", 0400);
+	write_file("pw440", "group-read-only\n", 0440);
 	write_file("pwempty", "", 0600);
 	write_file("pwnl", "\n", 0600);
 	write_file("pw2lines", "one\ntwo\n", 0600);
@@ -1676,6 +1727,7 @@ main(void)
 		cmocka_unit_test(
 		    cfg__password_file_0600__read_newline_stripped),
 		cmocka_unit_test(cfg__password_file_0640__accepted),
+		cmocka_unit_test(cfg__password_file_0400_0440__accepted),
 		cmocka_unit_test(cfg__every_setting_given__stored),
 		cmocka_unit_test(cfg__size_forms__all_accepted),
 		cmocka_unit_test(cfg__properties_scalars__passed_as_text),
