@@ -86,9 +86,10 @@ expect 'wsi2kafka_delivery_latency_seconds_bucket{le="+Inf"}' == "$c"
 expect 'wsi2kafka_delivery_latency_seconds_bucket{le="60"}' == "$c"
 expect wsi2kafka_delivery_latency_seconds_sum '>' 0
 expect 'wsi2kafka_delivery_latency_seconds_bucket{le="0.001"}' '<=' "$c"
-[ "$(grep -c '^wsi2kafka_delivery_latency_seconds_bucket' "$T/samples")" -eq 16 ] ||
+expect 'wsi2kafka_delivery_latency_seconds_bucket{le="0.0001"}' '<=' "$c"
+[ "$(grep -c '^wsi2kafka_delivery_latency_seconds_bucket' "$T/samples")" -eq 26 ] ||
 	fail "latency buckets: $(grep -c _bucket "$T/samples")"
-ok "latency histogram: 15 buckets from 1 ms to 60 s and +Inf"
+ok "latency histogram: 25 buckets from 100 µs to 60 s and +Inf"
 
 expect wsi2kafka_spool_records == 0
 expect wsi2kafka_spool_dropped_total == 0

@@ -5,7 +5,7 @@
  *          [--user NAME] [--password PW] [--domain D] [--v16]
  *          [--script FILE] [--loop] [--subs N] [--log FILE]
  *          [--flood N] [--rate EPS] [--tenants N] [--idle-close S]
- *          [--client-ca FILE]
+ *          [--client-ca FILE] [--log-time] [--tls-max VERSION]
  *
  * A test buddy for the integration tests, the demo and the benchmarks: it
  * plays the PBX side of shared/reference/portsip-wsi.md (§1-§3, payloads of
@@ -81,6 +81,10 @@
  *   DROP <c>   CLOSE <c>   STALL <c>   END <c>   IDLE <c>
  *   LOOP       SCRIPT done           REJECT <why>
  *   DISCONNECT <c>                   EXIT
+ * --log-time prefixes every --log line with the wall-clock time it was
+ * written, "<unix seconds>.<microseconds> " (CLOCK_REALTIME, the daemon's
+ * received_at clock), for the benchmarks (tests/bench/bench.sh times a flood
+ * from "FLOOD start" to "FLOOD done").
  * SENT is logged when a script section ends on the playing connection: at
  * @sleep (if something was sent), @drop, @close, @stall, @end, at the end of
  * the script and when the player disconnects.
@@ -95,6 +99,11 @@
  *
  * --client-ca FILE (an addition to the brief) requires a client certificate
  * signed by that CA (mutual TLS, contract §4 tls.cert_file).
+ *
+ * --tls-max VERSION (1.0, 1.1, 1.2 or 1.3) offers TLS up to that version
+ * only, from TLS 1.0 up whatever the system's OpenSSL policy says, at
+ * OpenSSL security level 0 below 1.2 (OpenSSL 3 refuses TLS 1.0/1.1 at
+ * level 1): a legacy PBX, which the daemon must refuse (TLS 1.2 minimum).
  *
  * Exit status: 0 after SIGTERM/SIGINT, 64 usage error, 1 other failure.
  */
@@ -127,6 +136,7 @@
 #define Q_MAX_FRAMES	1024		/* pause reading above this... */
 #define Q_MAX_BYTES	(16u * 1024 * 1024)	/* ...or this much queued */
 #define GEN_CAP		8192		/* one generated event, worst case */
+#define FLOOD_BURST	64		/* flood frames per WRITEABLE */
 #define SCRIPT_MAX	(256L * 1024 * 1024)
 #define BIG_MAX		(64L * 1024 * 1024)
 #define TICK_US		(200 * LWS_US_PER_MS)
@@ -154,6 +164,8 @@ static struct opts {
 	double		 rate;
 	unsigned	 tenants;
 	double		 idle_close;
+	int		 log_time;
+	int		 tls_max;	/* TLS1_1_VERSION...; 0: no limit */
 } opt = {
 	.path = "/wsi", .user = "admin", .password = "secret", .subs = 1,
 	.tenants = 4,
@@ -181,6 +193,13 @@ plog(const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	if (logfp != NULL) {
+		if (opt.log_time) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			fprintf(logfp, "%lld.%06ld ", (long long)ts.tv_sec,
+			    ts.tv_nsec / 1000);
+		}
 		fprintf(logfp, "%s\n", line);
 		fflush(logfp);
 	}
@@ -1375,16 +1394,30 @@ player_step(struct sess *s)
 		case OP_FLOOD:
 			if (P.sub == 0)
 				plog("FLOOD start %llu", l->n);
-			if (!rate_allows())
-				return 0;
-			n = gen_next(&P.gen, (char *)s->gbuf + LWS_PRE, P.sub);
-			if (send_frame(s, s->gbuf + LWS_PRE, n, LWS_WRITE_TEXT))
-				return -1;
-			s->sent++;
-			if (++P.sub == l->n) {
-				plog("FLOOD done %llu", l->n);
-				P.sub = 0;
-				P.cursor++;
+			/*
+			 * Up to FLOOD_BURST frames per WRITEABLE while the
+			 * socket takes them: still one TLS record per event,
+			 * as a PBX writes them, but not one poll() per event
+			 * here, so the simulator is not what a benchmark
+			 * measures.
+			 */
+			for (int k = 0; k < FLOOD_BURST; k++) {
+				if (!rate_allows())
+					return 0;
+				n = gen_next(&P.gen, (char *)s->gbuf + LWS_PRE,
+				    P.sub);
+				if (send_frame(s, s->gbuf + LWS_PRE, n,
+				    LWS_WRITE_TEXT))
+					return -1;
+				s->sent++;
+				if (++P.sub == l->n) {
+					plog("FLOOD done %llu", l->n);
+					P.sub = 0;
+					P.cursor++;
+					break;
+				}
+				if (lws_send_pipe_choked(s->wsi))
+					break;
 			}
 			lws_callback_on_writable(s->wsi);
 			return 0;
@@ -1557,6 +1590,19 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	char uri[256];
 
 	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+		/* user is the server SSL_CTX (--tls-max) */
+		if (opt.tls_max == 0)
+			return 0;
+		if (!SSL_CTX_set_min_proto_version(user, TLS1_VERSION) ||
+		    !SSL_CTX_set_max_proto_version(user, opt.tls_max)) {
+			fprintf(stderr, "pbxsim: cannot limit TLS versions\n");
+			return 1;
+		}
+		if (opt.tls_max < TLS1_2_VERSION)
+			SSL_CTX_set_security_level(user, 0);
+		return 0;
+
 	case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
 		/* len is OpenSSL's preverify_ok; lws reads 0 as "accept" */
 		if (!len)
@@ -2055,7 +2101,8 @@ usage(FILE *fp)
 	    "              [--script FILE] [--loop] [--subs N] [--log FILE]\n"
 	    "              [--flood N] [--rate EPS] [--tenants N]"
 	    " [--idle-close S]\n"
-	    "              [--client-ca FILE]\n"
+	    "              [--client-ca FILE] [--log-time]"
+	    " [--tls-max 1.0|1.1|1.2|1.3]\n"
 	    "defaults: --port 0 (kernel's choice, 127.0.0.1 only) --path /wsi"
 	    " --user admin\n"
 	    "          --password secret --subs 1 --tenants 4\n");
@@ -2083,6 +2130,8 @@ parse_args(int argc, char **argv)
 		{ "rate", required_argument, NULL, 'r' },
 		{ "tenants", required_argument, NULL, 't' },
 		{ "idle-close", required_argument, NULL, 'i' },
+		{ "log-time", no_argument, NULL, 'T' },
+		{ "tls-max", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -2102,6 +2151,19 @@ parse_args(int argc, char **argv)
 		case '6': opt.v16 = 1; break;
 		case 's': opt.script = optarg; break;
 		case 'L': opt.loop = 1; break;
+		case 'T': opt.log_time = 1; break;
+		case 'X':
+			if (strcmp(optarg, "1.0") == 0)
+				opt.tls_max = TLS1_VERSION;
+			else if (strcmp(optarg, "1.1") == 0)
+				opt.tls_max = TLS1_1_VERSION;
+			else if (strcmp(optarg, "1.2") == 0)
+				opt.tls_max = TLS1_2_VERSION;
+			else if (strcmp(optarg, "1.3") == 0)
+				opt.tls_max = TLS1_3_VERSION;
+			else
+				goto bad;
+			break;
 		case 'l': opt.log = optarg; break;
 		case 'p':
 			if (parse_ull(optarg, 0, 65535, &v))

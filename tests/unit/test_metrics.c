@@ -71,6 +71,8 @@ setup(void **state)
 		return -1;
 	f->st[0].connects_ok = 3;
 	f->st[0].connects_failed = 2;
+	f->st[0].connect_failures[PBX_DISC_TLS] = 1;
+	f->st[0].connect_failures[PBX_DISC_TIMEOUT] = 1;
 	f->st[0].disconnects[PBX_DISC_IDLE] = 1;
 	f->st[0].disconnects[PBX_DISC_CLOSED] = 1;
 	f->st[0].frames = 40;
@@ -164,6 +166,9 @@ metrics__render_view__every_sample_as_expected(void **state)
 	assert_line(t, "wsi2kafka_pbx_state{pbx=\"branch-2\",state=\"subscribed\"} 0");
 	assert_line(t, "wsi2kafka_pbx_connects_total{pbx=\"hq\",result=\"ok\"} 3");
 	assert_line(t, "wsi2kafka_pbx_connects_total{pbx=\"hq\",result=\"failed\"} 2");
+	assert_line(t, "wsi2kafka_pbx_connect_failures_total{pbx=\"hq\",reason=\"tls\"} 1");
+	assert_line(t, "wsi2kafka_pbx_connect_failures_total{pbx=\"hq\",reason=\"timeout\"} 1");
+	assert_line(t, "wsi2kafka_pbx_connect_failures_total{pbx=\"hq\",reason=\"error\"} 0");
 	assert_line(t, "wsi2kafka_pbx_disconnects_total{pbx=\"hq\",reason=\"idle\"} 1");
 	assert_line(t, "wsi2kafka_pbx_disconnects_total{pbx=\"hq\",reason=\"tls\"} 0");
 	assert_line(t, "wsi2kafka_pbx_frames_total{pbx=\"hq\"} 40");
@@ -177,6 +182,8 @@ metrics__render_view__every_sample_as_expected(void **state)
 	    2 * NORM_NTYPES);
 	assert_int_equal(count_prefix(t, "wsi2kafka_pbx_disconnects_total{"),
 	    2 * PBX_DISC_COUNT);
+	assert_int_equal(count_prefix(t,
+	    "wsi2kafka_pbx_connect_failures_total{"), 2 * 3);
 	assert_int_equal(count_prefix(t, "wsi2kafka_dead_letters_total{"),
 	    2 * PBX_DL_COUNT);
 	assert_int_equal(count_prefix(t, "wsi2kafka_pbx_state{"), 2 * 5);
@@ -199,11 +206,16 @@ metrics__render_view__every_sample_as_expected(void **state)
 
 	/* Cumulative buckets, +Inf = count. */
 	assert_line(t, "# TYPE wsi2kafka_delivery_latency_seconds histogram");
+	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.0001\"} 0");
+	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.00025\"} 0");
+	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.0005\"} 1");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.001\"} 1");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.0025\"} 1");
+	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.003\"} 3");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"0.005\"} 3");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"1\"} 3");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"2.5\"} 4");
+	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"10\"} 4");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"60\"} 4");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_bucket{le=\"+Inf\"} 5");
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_count 5");
@@ -233,7 +245,7 @@ metrics__render_view__help_and_type_for_every_family(void **state)
 	helps = count_prefix(t, "# HELP ");
 	types = count_prefix(t, "# TYPE ");
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 26);
+	assert_int_equal(helps, 27);
 	for (const char *p = strstr(t, "# TYPE "); p != NULL;
 	    p = strstr(p + 1, "\n# TYPE ")) {
 		const char *line = *p == '\n' ? p + 1 : p;
@@ -282,7 +294,7 @@ metrics__render_view__dry_run_renders_zeros(void **state)
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_count 0");
 	assert_line(t, "wsi2kafka_spool_records 0");
 	assert_line(t, "wsi2kafka_spool_oldest_age_seconds 0");
-	assert_int_equal(count_prefix(t, "# HELP "), 26);
+	assert_int_equal(count_prefix(t, "# HELP "), 27);
 }
 
 /* A configured topic literally named "other" absorbs the other slot. */
