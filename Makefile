@@ -2,8 +2,14 @@
 #
 #   make            build build/wsi2kafka
 #   make deps       install missing Debian packages (apt-get; sudo when not root)
-#   make check      deps, then build with ASan+UBSan and run every test
+#   make check      deps, then build with ASan+UBSan and without (build/san,
+#                   build/vg) and run every test, those of build/vg under
+#                   valgrind: what CI runs (.ci/run). JOBS=N: integration
+#                   tests at a time (tests/run, default 4)
+#   make check-valgrind  only the valgrind half: build/vg, the unit tests and
+#                   every integration test with the daemon under memcheck
 #   make demo       deps, build, run the daemon against pbxsim + kmock
+#   make bench      release build in build/bench, the end-to-end benchmark
 #
 # Project flags come first and the user's CPPFLAGS/CFLAGS/LDFLAGS last, so that
 # dpkg-buildflags output drops in unchanged (style.md §15.9).
@@ -23,7 +29,8 @@ B ?= build
 DEPS      = libwebsockets openssl libcjson rdkafka libconfig libsystemd
 DEB_PKGS  = build-essential pkg-config libwebsockets-dev libssl-dev \
             libcjson-dev librdkafka-dev libconfig-dev libsystemd-dev \
-            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev curl
+            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev curl \
+            valgrind
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)
 
@@ -65,6 +72,8 @@ $(B)/obj/%.o: src/%.c | $(B)/obj
 $(B)/tests/test_%: tests/unit/test_%.c $(B)/libw2k.a | $(B)/tests
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
 	    $(B)/libw2k.a $(DEP_LIBS) -lcmocka $(LDLIBS)
+# test_norm fails norm.c's allocations one by one through these wrappers.
+$(B)/tests/test_norm: ALL_LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 # Test buddies: the PBX simulator and the Kafka mock cluster host.
 $(B)/tests/pbxsim: tests/pbxsim/pbxsim.c | $(B)/tests
@@ -87,12 +96,14 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) | $(B)/fuzz
 
 fuzz-build: $(FUZZ)
 
-# make fuzz FUZZ_SECONDS=N: run every target for N seconds on its corpus.
+# make fuzz FUZZ_SECONDS=N: run every target for N seconds on its corpus
+# and on tests/fuzz/regress/<target>/ (past failures, limits).
 fuzz: deps
 	$(MAKE) fuzz-build
 	for f in $(FUZZ); do n=$${f##*/}; mkdir -p $(B)/corpus/$$n; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        $(B)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+	        $(B)/corpus/$$n tests/fuzz/corpus/$$n \
+	        $$(ls -d tests/fuzz/regress/$$n 2>/dev/null) || exit 1; done
 
 $(B)/obj $(B)/tests $(B)/fuzz:
 	mkdir -p $@
@@ -118,10 +129,36 @@ deps:
 # check: a sub-make so that pkg-config runs after deps installed the libraries.
 # -DW2K_TESTING compiles test-only hooks in (ksink.c: SIGUSR2 injects a fatal
 # producer error); release builds never have them.
-check: deps
-	$(MAKE) B=build/san SANITIZE=address,undefined CFLAGS="-O1 -g" \
-	    CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING" tests fuzz-build
-	B=build/san tests/run
+#
+# make check is what CI runs (.ci/run): the ASan+UBSan build's tests, then
+# the valgrind pass of check-valgrind, the integration tests of both builds
+# in one pool, JOBS at a time (tests/run; JOBS=1: one by one). pkg-deps: the
+# package tests (190-deb, 192-rpm) need those tools, and two of them must
+# not run apt-get at once. CHECK_J: the two builds compile on every core.
+CHECK_J ?= -j$(shell nproc 2>/dev/null || echo 1)
+check: pkg-deps
+	$(MAKE) $(CHECK_J) B=build/san SANITIZE=address,undefined \
+	    CFLAGS="-O1 -g" CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING" tests fuzz-build
+	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
+	B=build/san VG_B=build/vg VALGRIND="$(VALGRIND)" tests/run
+
+# check-valgrind: the daemon built without sanitizers (valgrind and ASan do
+# not mix), -O1 -g with the test hooks, in build/vg; the unit tests and
+# every run of the daemon in the integration tests under memcheck (lib.sh:
+# W2K_WRAP, waits scaled by W2K_TIME_SCALE). An error, or a definite,
+# indirect or possible leak at a clean exit, fails the test; runs killed by
+# SIGKILL are judged on the errors before the kill. tests/valgrind.supp:
+# third-party noise only, each entry says why. --vgdb=no: no FIFO left in
+# /tmp by a run killed with SIGKILL.
+VG_BUILD = B=build/vg CFLAGS="-O1 -g" CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING"
+VALGRIND = valgrind --tool=memcheck --leak-check=full \
+           --errors-for-leak-kinds=definite,indirect,possible \
+           --show-leak-kinds=definite,indirect,possible --num-callers=24 \
+           --error-exitcode=99 --vgdb=no \
+           --suppressions=$(CURDIR)/tests/valgrind.supp
+check-valgrind: deps
+	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
+	B=build/vg W2K_WRAP="$(VALGRIND)" tests/run
 
 demo: deps
 	$(MAKE) all tests
@@ -130,7 +167,7 @@ demo: deps
 clean:
 	rm -rf build
 
-.PHONY: all tests deps check demo clean fuzz fuzz-build
+.PHONY: all tests deps check check-valgrind demo clean fuzz fuzz-build
 
 # ---- install, packages (README "Installing and running as a service") -----
 #
@@ -157,11 +194,13 @@ RPMBUILD_FLAGS ?=
 CONFFILE     = $(DESTDIR)$(SYSCONFDIR)/$(NAME)/$(NAME).conf
 # Package builds must not inherit this make's variables (B=build/san,
 # SANITIZE, CFLAGS...): command-line ones reach a sub-make through MAKEFLAGS
-# and the environment, and tests/run exports B.
+# and the environment, and tests/run exports B (and its own settings, which
+# would turn the package's `tests/run unit` into a valgrind pass).
 CLEAN_ENV    = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
                $(foreach v,B SANITIZE PKGDIR DESTDIR PREFIX BINDIR MANDIR \
                    SYSCONFDIR UNITDIR SYSUSERSDIR TMPFILESDIR CFLAGS \
-                   CPPFLAGS LDFLAGS LDLIBS,-u $(v))
+                   CPPFLAGS LDFLAGS LDLIBS VG_B VALGRIND W2K_WRAP \
+                   W2K_TIME_SCALE JOBS,-u $(v))
 
 # Manual pages get the version, the unit the installed binary's path (sed
 # at every install: BINDIR may differ between two installs).
@@ -236,6 +275,12 @@ $(B)/tests/notify_listen: tests/notify/notify_listen.c | $(B)/tests
 	    $(LDLIBS)
 tests: $(B)/tests/notify_listen
 
+# The hostile PBX of the slow-loris tests (200-229): stalls and trickles.
+$(B)/tests/slowpbx: tests/slowpbx/slowpbx.c | $(B)/tests
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(DEP_LIBS) -lpthread $(LDLIBS)
+tests: $(B)/tests/slowpbx
+
 .PHONY: install uninstall dist pkg-deps deb rpm
 
 # Test helper for tests 150-179: a strict Prometheus text-format parser.
@@ -256,4 +301,32 @@ $(B)/bench/spool_bench: tests/bench/spool_bench.c $(B)/libw2k.a
 bench-spool: $(B)/bench/spool_bench
 	$(B)/bench/spool_bench $(BENCH_DIR) $(BENCH_RECORDS)
 
-.PHONY: bench-spool
+# bench-norm: norm_frame() frames per CPU second, per event kind and for
+# pbxsim's flood mix (README "Performance"); equal digests show that two
+# builds print the same records.
+#   make bench-norm [BENCH_SECONDS=N]
+BENCH_SECONDS ?= 1
+$(B)/bench/norm_bench: tests/bench/norm_bench.c $(B)/libw2k.a
+	mkdir -p $(B)/bench
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(B)/libw2k.a $(DEP_LIBS) $(LDLIBS)
+bench-norm: $(B)/bench/norm_bench
+	$(B)/bench/norm_bench $(BENCH_SECONDS)
+
+.PHONY: bench-spool bench-norm
+
+# bench: issue #6's end-to-end benchmark (README "Performance"). A release
+# build of its own in build/bench, then tests/bench/bench.sh on loopback:
+# pbxsim -> wsi2kafka -> kmock throughput per spool.fsync, the kcat -P
+# ceiling, latency at fixed rates, peak RSS, CPU per event, the drain of a
+# spool, plus the bench-spool and bench-norm numbers; a table on stdout and
+# build/bench/results.json. Not part of `make check`. Knobs (BENCH_EVENTS,
+# BENCH_DRAIN_RECORDS, BENCH_RATES, BENCH_STRICT=1, ...): see bench.sh.
+BENCH_B = build/bench
+bench: deps
+	$(MAKE) B=$(BENCH_B) SANITIZE= all $(BENCH_B)/tests/pbxsim \
+	    $(BENCH_B)/tests/kmock $(BENCH_B)/bench/spool_bench \
+	    $(if $(wildcard tests/bench/norm_bench.c),$(BENCH_B)/bench/norm_bench)
+	B=$(BENCH_B) tests/bench/bench.sh
+
+.PHONY: bench

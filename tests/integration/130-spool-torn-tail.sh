@@ -32,7 +32,7 @@ off=$(grep -boa '"session_id":"100"' "$seg" | head -n1 | cut -d: -f1)
 printf "$(printf '\\%03o' $(( $(od -An -tu1 -j "$off" -N1 "$seg") ^ 16 )))" |
     dd of="$seg" bs=1 seek="$off" conv=notrunc status=none
 
-"$W2K" -t -c "$T/w2k.conf" >"$T/check.out" 2>&1 || fail "-t failed: $(cat "$T/check.out")"
+w2k -t -c "$T/w2k.conf" >"$T/check.out" 2>&1 || fail "-t failed: $(cat "$T/check.out")"
 grep -q 'torn tail of .* (truncated at the next start)' "$T/check.out" ||
     fail "-t: no torn tail: $(cat "$T/check.out")"
 grep -q 'unreadable data of .* (set aside at the next start)' "$T/check.out" ||
@@ -57,6 +57,6 @@ echo "$k" | grep -qx '5:200' && fail "the torn record was delivered"
 ok "every other record delivered (198 of 200 calls)"
 stop_daemon
 [ "$DAEMON_RC" -eq 0 ] || fail "exit status $DAEMON_RC"
-"$W2K" -t -c "$T/w2k.conf" >"$T/check.out" 2>&1 || fail "-t failed"
+w2k -t -c "$T/w2k.conf" >"$T/check.out" 2>&1 || fail "-t failed"
 grep -q 'torn tail\|unreadable' "$T/check.out" && fail "still damaged: $(cat "$T/check.out")"
 ok "afterwards --check-config finds nothing to repair"

@@ -32,7 +32,7 @@ p=$(free_port) || fail "no free port"
 { cat "$T/base.conf"; echo "http = { listen = \"localhost:$p\"; };"; } >"$T/w2k.conf"
 start_daemon -n
 wait_for 20 http_listening || fail "localhost:$p: $(cat "$T/daemon.log")"
-[ "$(curl -s -m 5 "http://localhost:$p/healthz")" = ok ] || fail "localhost:$p/healthz"
+[ "$(curl -s -m $((5 * TIME_SCALE)) "http://localhost:$p/healthz")" = ok ] || fail "localhost:$p/healthz"
 ss -Htln "sport = :$p" | grep -qv -e " 127.0.0.1:$p " -e " \[::1\]:$p " &&
 	fail "localhost bound beyond loopback: $(ss -Htln "sport = :$p")"
 stop_daemon
@@ -42,7 +42,7 @@ if grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null; then
 	{ cat "$T/base.conf"; echo "http = { listen = \"[::1]:$p\"; };"; } >"$T/w2k.conf"
 	start_daemon -n
 	wait_for 20 http_listening || fail "[::1]:$p: $(cat "$T/daemon.log")"
-	[ "$(curl -s -m 5 "http://[::1]:$p/healthz")" = ok ] || fail "[::1]:$p/healthz"
+	[ "$(curl -s -m $((5 * TIME_SCALE)) "http://[::1]:$p/healthz")" = ok ] || fail "[::1]:$p/healthz"
 	ss -Htln "sport = :$p" >"$T/ss"
 	[ "$(wc -l <"$T/ss")" -eq 1 ] && grep -q " \[::1\]:$p " "$T/ss" ||
 		fail "[::1]: $(cat "$T/ss")"
@@ -69,9 +69,9 @@ t0=$(date +%s%N)
 [ "$(get /healthz)" = 200 ] || fail "/healthz beside slow clients"
 scrape
 t1=$(date +%s%N)
-[ $(((t1 - t0) / 1000000)) -lt 2000 ] || fail "answers took $(((t1 - t0) / 1000000)) ms"
+[ $(((t1 - t0) / 1000000)) -lt $((2000 * TIME_SCALE)) ] || fail "answers took $(((t1 - t0) / 1000000)) ms"
 for fd in "${slow[@]}"; do
-	timeout $((HTTP_TIMEOUT_S + 10)) cat <&"$fd" >/dev/null ||
+	timeout $((HTTP_TIMEOUT_S + 10 * TIME_SCALE)) cat <&"$fd" >/dev/null ||
 		fail "a slow client was not closed within $((HTTP_TIMEOUT_S + 10)) s"
 	exec {fd}<&-
 done

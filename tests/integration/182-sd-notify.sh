@@ -26,7 +26,7 @@ start_listener notify
 # WATCHDOG_PID must be the daemon's own pid: exec keeps the shell's.
 NOTIFY_SOCKET=$T/notify.sock WATCHDOG_USEC=1000000 \
     bash -c 'export WATCHDOG_PID=$$; exec "$@"' sh \
-    "$W2K" -c "$T/w2k.conf" >"$T/daemon.out" 2>"$T/daemon.log" &
+    "${W2K_CMD[@]}" -c "$T/w2k.conf" >"$T/daemon.out" 2>"$T/daemon.log" &
 DAEMON_PID=$!
 
 wait_for 20 at_least notify 'READY=1' 1 || fail "no READY=1: $(cat "$T/notify.msgs")"
@@ -69,7 +69,7 @@ ok "SIGTERM: STOPPING=1, no watchdog ping after it, exit 0"
 # WATCHDOG_PID naming another process: the pings are not for us.
 start_listener other
 NOTIFY_SOCKET=$T/other.sock WATCHDOG_USEC=1000000 WATCHDOG_PID=1 \
-    "$W2K" -c "$T/w2k.conf" >"$T/daemon.out" 2>"$T/daemon.log" &
+    "${W2K_CMD[@]}" -c "$T/w2k.conf" >"$T/daemon.out" 2>"$T/daemon.log" &
 DAEMON_PID=$!
 wait_for 20 at_least other 'READY=1' 1 || fail "no READY=1 (second run)"
 sleep 2

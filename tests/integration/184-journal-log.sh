@@ -13,7 +13,7 @@ TLS_CONF='verify = false;' BOOTSTRAP=127.0.0.1:1 write_conf
 run_once() {
 	local log=$1; shift
 	: >"$log"
-	env "$@" "$W2K" -n -l info -c "$T/w2k.conf" >"$T/daemon.out" 2>>"$log" &
+	env "$@" "${W2K_CMD[@]}" -n -l info -c "$T/w2k.conf" >"$T/daemon.out" 2>>"$log" &
 	DAEMON_PID=$!
 	wait_for 20 grep -q 'subscribed' "$log" || fail "no session: $(tail -n 5 "$log")"
 	stop_daemon

@@ -6,7 +6,7 @@
 # removes everything but an edited configuration.
 . "$(dirname "$0")/lib.sh"
 R=$T/root
-VERSION=$("$W2K" -V | awk '{ print $2 }')
+VERSION=$(w2k -V | awk '{ print $2 }')
 pc() { pkg-config --variable="$1" systemd 2>/dev/null | grep . || echo "$2"; }
 UNITDIR=$(pc systemdsystemunitdir /lib/systemd/system)
 SYSUSERSDIR=$(pc sysusersdir /usr/lib/sysusers.d)

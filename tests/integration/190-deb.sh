@@ -7,6 +7,7 @@
 # removes it and the test removes what it created, so the machine is left
 # as it was.
 . "$(dirname "$0")/lib.sh"
+not_under_valgrind "it builds packages and runs no daemon under W2K_WRAP (the ASan pass runs it)"
 # Packages in the test's own directory: another run (a developer's make
 # check beside CI's) must not build into the same place.
 PKG=$T/pkg

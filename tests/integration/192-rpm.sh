@@ -5,6 +5,7 @@
 # pages compressed or not), marks the configuration %config(noreplace) and
 # runs the systemd scriptlets.
 . "$(dirname "$0")/lib.sh"
+not_under_valgrind "it builds packages and runs no daemon under W2K_WRAP (the ASan pass runs it)"
 PKG=$T/pkg	# the test's own: see 190-deb
 ARCH=$(dpkg --print-architecture)
 DEB_VERSION=$(sed -n '1s/^wsi2kafka (\([^)]*\)).*/\1/p' packaging/debian/changelog)

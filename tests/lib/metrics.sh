@@ -53,7 +53,7 @@ http_listening() { grep -q 'http: listening on' "$T/daemon.log"; }
 # the status code (000 when the connection failed).
 get() {
 	local path=$1; shift
-	curl -sS -m 10 -o "$T/body" -D "$T/headers" -w '%{http_code}' "$@" \
+	curl -sS -m $((10 * TIME_SCALE)) -o "$T/body" -D "$T/headers" -w '%{http_code}' "$@" \
 	    "$URL$path" 2>"$T/curl.err" || true
 }
 

@@ -20,9 +20,20 @@ flood_ids() { all_values | jq -r 'select(.data.seq != null) | .id' | sort -u | w
 # flood_seqs: the distinct flood seqs on Kafka, sorted, one per line.
 flood_seqs() { all_values | jq -r '.data.seq // empty' | sort -n -u; }
 
+# dropped_so_far: the spool's drop count as last logged (0 before any).
+dropped_so_far() {
+	sed -n 's/.*; \([0-9]*\) dropped since start$/\1/p' "$T/daemon.log" |
+	    tail -n1 | grep . || echo 0
+}
+
+# accounted N: each of N flood events is on Kafka or counted as dropped (for
+# wait_for: once the brokers are back, librdkafka may take its reconnect
+# backoff, up to 10 s, before it delivers anything).
+accounted() { [ $(($(flood_seqs | wc -l) + $(dropped_so_far))) -ge "$1" ]; }
+
 # wait_flood_ids N SECONDS: until N distinct flood ids are on Kafka.
 wait_flood_ids() {
-	local end=$((SECONDS + $2)) n
+	local end=$((SECONDS + $2 * TIME_SCALE)) n
 	while :; do
 		n=$(flood_ids)
 		[ "$n" -ge "$1" ] && return 0
@@ -33,7 +44,7 @@ wait_flood_ids() {
 
 # spool_records: what `wsi2kafka -t` reports the spool holds (read-only).
 spool_records() {
-	"$W2K" -t -c "$T/w2k.conf" 2>/dev/null |
+	w2k -t -c "$T/w2k.conf" 2>/dev/null |
 	    sed -n 's/^  spool: \([0-9]*\) records\{0,1\} in .*/\1/p'
 }
 
@@ -42,7 +53,7 @@ spool_bytes() { cat "$T"/spool/*.seg 2>/dev/null | wc -c; }
 
 # wait_spool_stable SECONDS: until the segment files stop growing for 1 s.
 wait_spool_stable() {
-	local end=$((SECONDS + $1)) a b
+	local end=$((SECONDS + $1 * TIME_SCALE)) a b
 	a=$(spool_bytes)
 	while :; do
 		sleep 1
