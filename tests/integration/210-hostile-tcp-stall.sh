@@ -19,8 +19,8 @@ evil_rounds 3 4.5 8
 grep -q "pbx evil: connection to wss://localhost:$EVIL_PORT/wsi failed: timed out after 3 s" "$T/daemon.log" ||
 	fail "no timeout logged for the evil PBX"
 scrape
-expect 'wsi2kafka_pbx_connect_failures_total{pbx="evil",reason="timeout"}' '>=' "$(floor 3)"
-expect 'wsi2kafka_pbx_connects_total{pbx="evil",result="failed"}' '>=' "$(floor 3)"
+wait_metric 10 'wsi2kafka_pbx_connect_failures_total{pbx="evil",reason="timeout"}' '>=' "$(floor 3)"
+wait_metric 10 'wsi2kafka_pbx_connects_total{pbx="evil",result="failed"}' '>=' "$(floor 3)"
 expect 'wsi2kafka_pbx_connects_total{pbx="evil",result="ok"}' == 0
 expect 'wsi2kafka_pbx_connect_failures_total{pbx="good",reason="timeout"}' == 0
 stop_daemon

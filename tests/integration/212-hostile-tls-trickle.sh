@@ -20,7 +20,7 @@ grep ' CLOSED ' "$T/slow.events" | grep -qv ' 0 bytes trickled' ||
 grep -q "pbx evil: connection to wss://localhost:$EVIL_PORT/wsi failed: timed out after 3 s" "$T/daemon.log" ||
 	fail "no timeout logged for the evil PBX"
 scrape
-expect 'wsi2kafka_pbx_connect_failures_total{pbx="evil",reason="timeout"}' '>=' "$(floor 3)"
+wait_metric 10 'wsi2kafka_pbx_connect_failures_total{pbx="evil",reason="timeout"}' '>=' "$(floor 3)"
 expect 'wsi2kafka_pbx_connects_total{pbx="evil",result="ok"}' == 0
 stop_daemon
 [ "$DAEMON_RC" = 0 ] || fail "daemon exit status $DAEMON_RC"

@@ -20,8 +20,8 @@ grep -q "pbx evil: no auth reply from wss://localhost:$EVIL_PORT/wsi within 3 s"
 	fail "auth timeout not logged"
 grep -q "pbx evil: disconnected from .* (timeout)" "$T/daemon.log" || fail "reason timeout not logged"
 scrape
-expect 'wsi2kafka_pbx_disconnects_total{pbx="evil",reason="timeout"}' '>=' "$(floor 3)"
-expect 'wsi2kafka_pbx_connects_total{pbx="evil",result="ok"}' '>=' "$(floor 3)"
+wait_metric 10 'wsi2kafka_pbx_disconnects_total{pbx="evil",reason="timeout"}' '>=' "$(floor 3)"
+wait_metric 10 'wsi2kafka_pbx_connects_total{pbx="evil",result="ok"}' '>=' "$(floor 3)"
 expect 'wsi2kafka_pbx_up{pbx="evil"}' == 0
 stop_daemon
 [ "$DAEMON_RC" = 0 ] || fail "daemon exit status $DAEMON_RC"

@@ -23,7 +23,7 @@ grep ' CLOSED ' "$T/slow.events" | grep -qv ' 0 bytes trickled' ||
 grep -q "pbx evil: nothing received from wss://localhost:$EVIL_PORT/wsi for 4 s" "$T/daemon.log" ||
 	fail "idle not logged"
 scrape
-expect 'wsi2kafka_pbx_disconnects_total{pbx="evil",reason="idle"}' '>=' "$(floor 2)"
+wait_metric 10 'wsi2kafka_pbx_disconnects_total{pbx="evil",reason="idle"}' '>=' "$(floor 2)"
 stop_daemon
 [ "$DAEMON_RC" = 0 ] || fail "daemon exit status $DAEMON_RC"
 ok "1 byte/s frame trickle: ended by idle_timeout each time"

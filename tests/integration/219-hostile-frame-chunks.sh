@@ -25,7 +25,7 @@ grep -q "pbx evil: a frame from wss://localhost:$EVIL_PORT/wsi is still incomple
 grep -q "pbx evil: nothing received from" "$T/daemon.log" &&
 	fail "idle_timeout ended it, not the frame bound: not the case under test"
 scrape
-expect 'wsi2kafka_pbx_disconnects_total{pbx="evil",reason="idle"}' '>=' "$(floor 2)"
+wait_metric 10 'wsi2kafka_pbx_disconnects_total{pbx="evil",reason="idle"}' '>=' "$(floor 2)"
 stop_daemon
 [ "$DAEMON_RC" = 0 ] || fail "daemon exit status $DAEMON_RC"
 ok "70 KB/s frame trickle: ended by the frame bound each time"
