@@ -43,6 +43,7 @@
 #define PBX_HEALTHY_US		(60LL * 1000 * 1000)	/* contract §6 */
 #define PBX_CLOSE_GRACE_S	2	/* backstop when WRITEABLE never comes */
 #define PBX_PUMP_MAX		256	/* records read ahead per turn */
+#define PBX_TLS_READ_BUF	(128 * 1024)	/* OpenSSL's read-ahead buffer */
 #define PBX_SECRET_FRAME_MAX	(1024 * 1024)	/* the auth frame, escaped */
 
 struct pbx_msg {
@@ -825,6 +826,7 @@ tls_client_ctx_setup(SSL_CTX *ctx)
 	SSL_CTX_set_info_callback(ctx, tls_alert_cb);
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
 		log_err("pbx: cannot set TLS 1.2 as the minimum version");
+	SSL_CTX_set_default_read_buffer_len(ctx, PBX_TLS_READ_BUF);
 }
 
 /* A TLS alert in words; OpenSSL 3.0 names none newer than TLS 1.2. */

@@ -129,6 +129,7 @@
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
+#include <openssl/bio.h>
 #include <openssl/ssl.h>
 
 #define MAX_SESSIONS	64		/* concurrent connections */
@@ -136,7 +137,8 @@
 #define Q_MAX_FRAMES	1024		/* pause reading above this... */
 #define Q_MAX_BYTES	(16u * 1024 * 1024)	/* ...or this much queued */
 #define GEN_CAP		8192		/* one generated event, worst case */
-#define FLOOD_BURST	64		/* flood frames per WRITEABLE */
+#define FLOOD_BURST	256		/* flood frames per WRITEABLE */
+#define WBUF_SIZE	(64 * 1024)	/* the flood's write buffer */
 #define SCRIPT_MAX	(256L * 1024 * 1024)
 #define BIG_MAX		(64L * 1024 * 1024)
 #define TICK_US		(200 * LWS_US_PER_MS)
@@ -406,6 +408,7 @@ struct sess {
 	int		 rx_binary, rx_overflow;
 	struct wsparse	 wp;
 	unsigned char	*gbuf;			/* LWS_PRE + GEN_CAP */
+	BIO		*wbuf;			/* flood write buffer (SSL's) */
 };
 
 static struct sess *sessions;
@@ -1302,6 +1305,67 @@ send_frame(struct sess *s, unsigned char *payload, size_t len, int wp)
 	return 0;
 }
 
+/*
+ * The flood's write buffer: while a flood plays, an OpenSSL buffering BIO
+ * sits between the session's SSL and its socket. Every event is still its
+ * own TLS record, as a PBX writes them, and the bytes on the wire are the
+ * same; but a burst leaves in one or two write()s instead of one write()
+ * and one poll() per event, which made the simulator, not the daemon, what
+ * a benchmark measured. The buffer is flushed at the end of every burst
+ * (a --rate flood must not hold events back) and removed, once empty, when
+ * the flood ends, so no later frame can sit in it.
+ *
+ * References: SSL_set_fd() gave the socket BIO to SSL as both rbio and
+ * wbio. wbuf_on() pushes the buffer in front of it (one more reference for
+ * the chain) and hands the chain to SSL as wbio; wbuf_off() gives the socket
+ * BIO back as wbio, and SSL frees the buffer, dropping the chain's
+ * reference. If the session closes meanwhile, SSL_free() frees the chain.
+ */
+static int
+wbuf_on(struct sess *s)
+{
+	BIO *sock, *b;
+
+	if (s->ssl == NULL || (sock = SSL_get_wbio(s->ssl)) == NULL)
+		return 0;			/* no TLS: nothing to buffer */
+	if ((b = BIO_new(BIO_f_buffer())) == NULL ||
+	    BIO_set_write_buffer_size(b, WBUF_SIZE) <= 0 ||
+	    !BIO_up_ref(sock)) {
+		BIO_free(b);
+		plog("ERROR %u no write buffer", s->conn);
+		return -1;
+	}
+	BIO_push(b, sock);
+	SSL_set0_wbio(s->ssl, b);	/* drops SSL's own wbio reference */
+	s->wbuf = b;
+	return 0;
+}
+
+/* 1 the buffer is empty; 0 the socket is full (WRITEABLE asked); -1 error */
+static int
+wbuf_flush(struct sess *s)
+{
+	if (s->wbuf == NULL || BIO_flush(s->wbuf) > 0)
+		return 1;
+	if (!BIO_should_retry(s->wbuf)) {
+		plog("ERROR %u write failed", s->conn);
+		return -1;
+	}
+	lws_callback_on_writable(s->wsi);
+	return 0;
+}
+
+/* Only once wbuf_flush() returned 1. */
+static void
+wbuf_off(struct sess *s)
+{
+	BIO *sock = BIO_next(s->wbuf);
+
+	BIO_up_ref(sock);		/* cannot fail: sock is referenced */
+	SSL_set0_wbio(s->ssl, sock);	/* frees the buffer, not sock */
+	s->wbuf = NULL;
+}
+
 static unsigned long
 sock_outq(struct sess *s)
 {
@@ -1337,9 +1401,10 @@ static int
 player_step(struct sess *s)
 {
 	struct line *l;
-	int wraps = 0, first, last;
+	int wraps = 0, first, last, more;
 	unsigned long long off, plen, per;
 	size_t n;
+	long pend;
 
 	for (;;) {
 		if (P.cursor >= P.nlines) {
@@ -1395,15 +1460,20 @@ player_step(struct sess *s)
 			if (P.sub == 0)
 				plog("FLOOD start %llu", l->n);
 			/*
-			 * Up to FLOOD_BURST frames per WRITEABLE while the
-			 * socket takes them: still one TLS record per event,
-			 * as a PBX writes them, but not one poll() per event
-			 * here, so the simulator is not what a benchmark
-			 * measures.
+			 * Up to FLOOD_BURST frames per WRITEABLE, into the
+			 * write buffer (wbuf_on()), while the socket takes
+			 * them; the socket is asked (a poll()) only when the
+			 * buffer has just written through to it.
 			 */
+			if (s->wbuf == NULL && wbuf_on(s))
+				return -1;
+			more = 1;
 			for (int k = 0; k < FLOOD_BURST; k++) {
-				if (!rate_allows())
-					return 0;
+				if (!rate_allows()) {
+					more = 0;	/* rate_tick() asks */
+					break;
+				}
+				pend = s->wbuf ? (long)BIO_wpending(s->wbuf) : 0;
 				n = gen_next(&P.gen, (char *)s->gbuf + LWS_PRE,
 				    P.sub);
 				if (send_frame(s, s->gbuf + LWS_PRE, n,
@@ -1416,10 +1486,19 @@ player_step(struct sess *s)
 					P.cursor++;
 					break;
 				}
-				if (lws_send_pipe_choked(s->wsi))
+				if ((s->wbuf == NULL ||
+				    (long)BIO_wpending(s->wbuf) < pend) &&
+				    lws_send_pipe_choked(s->wsi))
 					break;
 			}
-			lws_callback_on_writable(s->wsi);
+			switch (wbuf_flush(s)) {
+			case -1:
+				return -1;
+			case 0:
+				return 0;	/* WRITEABLE asked */
+			}
+			if (more)
+				lws_callback_on_writable(s->wsi);
 			return 0;
 		case OP_SLEEP:
 			section_end(s, 0);
@@ -1480,6 +1559,17 @@ sess_writeable(struct sess *s)
 
 	if (s->stalled || s->dropping)
 		return 0;
+	if (s->wbuf != NULL) {
+		switch (wbuf_flush(s)) {
+		case -1:
+			return -1;
+		case 0:
+			return 0;	/* WRITEABLE asked */
+		}
+		if (P.owner != s || P.cursor >= P.nlines ||
+		    P.lines[P.cursor].op != OP_FLOOD)
+			wbuf_off(s);
+	}
 	if (s->close_code && !s->close_after_queue) {
 		lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
 		    NULL, 0);
@@ -1579,6 +1669,7 @@ sess_closed(struct sess *s)
 	s->rx = NULL;
 	s->gbuf = NULL;
 	s->ssl = NULL;
+	s->wbuf = NULL;			/* SSL_free() frees the chain */
 	player_release(s);
 }
 
