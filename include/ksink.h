@@ -72,6 +72,9 @@ struct ksink_stats {
 	uint64_t	topic_produced[KSINK_MAX_TOPICS];
 	unsigned	ntopics;	/* + one more slot: "other" */
 	struct histo	latency;	/* frame receipt → broker ack */
+	struct histo	ack_latency;	/* rd_kafka_producev() → broker ack:
+					   librdkafka's batching and the
+					   brokers, the part not ours */
 	uint64_t	retried;	/* failed deliveries produced again */
 	uint64_t	dead_lettered;	/* refused for good → dead-letter topic */
 	uint64_t	dropped;	/* lost: dead letters refused for good,

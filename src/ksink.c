@@ -528,6 +528,7 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 	int64_t us = spooled ? spool_received_us(ks->sp, seq) :
 	    (int64_t)(op & ~OPAQUE_UNSPOOLED);
 	struct record rec;
+	int64_t lat;
 
 	(void)rk;
 	if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -538,6 +539,11 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		if (us > 0)
 			histo_observe(&ks->stats.latency,
 			    (double)(w2k_now_us() - us) / 1e6);
+		/* From the last produce (a retry starts it again): tells a
+		 * slow broker or linger.ms apart from a slow daemon. */
+		if ((lat = rd_kafka_message_latency(rkm)) >= 0)
+			histo_observe(&ks->stats.ack_latency,
+			    (double)lat / 1e6);
 		if (spooled)
 			spool_ack(ks->sp, seq, NULL);
 		return;

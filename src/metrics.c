@@ -298,28 +298,27 @@ render_topics(struct out *o, const struct ksink_stats *ks)
 		    { "topic", "other" });
 }
 
+/* A histogram family: name, help, cumulative buckets, +Inf, sum, count. */
 static void
-render_latency(struct out *o, const struct histo *h)
+render_histo(struct out *o, const char *name, const char *help,
+    const struct histo *h)
 {
+	char bucket[96], sum[96], count[96], le[32];
 	uint64_t cum = 0;
-	char le[32];
 
-	family(o, "wsi2kafka_delivery_latency_seconds", "histogram",
-	    "Seconds from frame receipt to the broker's acknowledgement of "
-	    "its record.");
+	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+	snprintf(sum, sizeof(sum), "%s_sum", name);
+	snprintf(count, sizeof(count), "%s_count", name);
+	family(o, name, "histogram", help);
 	for (unsigned i = 0; i < HISTO_NBUCKETS; i++) {
 		cum += h->bucket[i];
 		snprintf(le, sizeof(le), "%g", histo_bound(i));
-		U64(o, "wsi2kafka_delivery_latency_seconds_bucket", cum,
-		    { "le", le });
+		U64(o, bucket, cum, { "le", le });
 	}
 	cum += h->bucket[HISTO_NBUCKETS];
-	U64(o, "wsi2kafka_delivery_latency_seconds_bucket", cum,
-	    { "le", "+Inf" });
-	sample_dbl(o, "wsi2kafka_delivery_latency_seconds_sum", NULL, 0,
-	    h->sum);
-	sample_u64(o, "wsi2kafka_delivery_latency_seconds_count", NULL, 0,
-	    h->count);
+	U64(o, bucket, cum, { "le", "+Inf" });
+	sample_dbl(o, sum, NULL, 0, h->sum);
+	sample_u64(o, count, NULL, 0, h->count);
 }
 
 static void
@@ -388,7 +387,13 @@ render_kafka(struct out *o, const struct ksink_stats *ks)
 	sample_u64(o, "wsi2kafka_kafka_producer_rebuilds_total", NULL, 0,
 	    s->rebuilds);
 
-	render_latency(o, &s->latency);
+	render_histo(o, "wsi2kafka_delivery_latency_seconds",
+	    "Seconds from frame receipt to the broker's acknowledgement of "
+	    "its record.", &s->latency);
+	render_histo(o, "wsi2kafka_kafka_ack_latency_seconds",
+	    "Seconds from handing a record to librdkafka to the broker's "
+	    "acknowledgement: linger.ms, queueing in librdkafka and the "
+	    "broker round trip.", &s->ack_latency);
 }
 
 static void

@@ -35,7 +35,10 @@
 #               starts BENCH_WARMUP_SECONDS after the first frame: the
 #               difference of two scrapes, p50/p99/p99.9 by linear
 #               interpolation inside the bucket (as histogram_quantile does);
-#               the bucket each falls in is its resolution
+#               the bucket each falls in is its resolution. The same of
+#               wsi2kafka_kafka_ack_latency_seconds (rd_kafka_producev() to
+#               the acknowledgement) shows the part librdkafka and the
+#               broker take
 #   drain       brokers down (kmock "downall"), BENCH_DRAIN_RECORDS events
 #               flooded into the spool, brokers up ("upall"); records/s from
 #               the first acknowledgement to an empty spool
@@ -537,19 +540,20 @@ stage_ceiling() {
 	done
 }
 
-# quantiles A B: from two scrapes, the window's latency histogram: prints
-# "count mean_s p50 lo hi p99 lo hi p999 lo hi" (seconds; a quantile in the
-# +Inf bucket prints its lower bound and hi "inf").
+# quantiles A B [FAMILY]: from two scrapes, the window's histogram FAMILY
+# (default wsi2kafka_delivery_latency_seconds): prints "count mean_s p50 lo
+# hi p99 lo hi p999 lo hi" (seconds; a quantile in the +Inf bucket prints
+# its lower bound and hi "inf").
 quantiles() {
-	awk '
+	awk -v fam="${3:-wsi2kafka_delivery_latency_seconds}" '
 	FNR == 1 { f++ }
-	/^wsi2kafka_delivery_latency_seconds_bucket\{/ {
+	index($0, fam "_bucket{") == 1 {
 		le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
 		if (f == 1) a[le] = $NF
 		else { b[le] = $NF; order[n++] = le }
 	}
-	/^wsi2kafka_delivery_latency_seconds_sum / { if (f == 1) sa = $NF; else sb = $NF }
-	/^wsi2kafka_delivery_latency_seconds_count / { if (f == 1) ca = $NF; else cb = $NF }
+	index($0, fam "_sum ") == 1 { if (f == 1) sa = $NF; else sb = $NF }
+	index($0, fam "_count ") == 1 { if (f == 1) ca = $NF; else cb = $NF }
 	function q(p,   rank, i, lo, prev, c, hi) {
 		rank = p * total; lo = 0; prev = 0
 		for (i = 0; i < n; i++) {
@@ -613,6 +617,16 @@ stage_latency_one() {
 	row "$sec" "p99, ms (bucket)" "$(ms "$p99") ($(ms "$p99l")-$(ms "$p99h"))"
 	row "$sec" "p99.9, ms (bucket)" "$(ms "$p999") ($(ms "$p999l")-$(ms "$p999h"))"
 	row "$sec" "mean, ms; deliveries in $(calc "$tb - $ta" %.1f) s" "$(ms "$mean"); $cnt"
+	# The part after the daemon: rd_kafka_producev() to the acknowledgement
+	# (linger.ms, librdkafka's queues, the mock broker's round trip).
+	local acnt amean a50 a50l a50h a99 a99l a99h a999 a999l a999h
+	read -r acnt amean a50 a50l a50h a99 a99l a99h a999 a999l a999h \
+	    < <(quantiles "$RUN/$name.a" "$RUN/$name.b" wsi2kafka_kafka_ack_latency_seconds)
+	[ "${acnt:-0}" -gt 0 ] || die "$name: no acknowledgement in wsi2kafka_kafka_ack_latency_seconds"
+	row "$sec" "of which librdkafka + broker: p50 / p99 / p99.9, ms" \
+	    "$(ms "$a50") / $(ms "$a99") / $(ms "$a999")"
+	row "$sec" "the daemon's own part: mean delivery - mean ack, ms" \
+	    "$(calc "($mean - $amean) * 1000" %.3f)"
 	row "$sec" "daemon peak RSS (VmHWM), MiB" "$(calc "$hwm / 1024" %.1f)"
 	P99[$rate]=$p99
 	jadd '.latency += [{offered_eps: ($r|tonumber),
@@ -622,13 +636,16 @@ stage_latency_one() {
 	    p50_ms: ($p50|tonumber * 1000), p50_bucket_ms: [($p50l|tonumber * 1000), ($p50h|if . == "inf" then null else tonumber * 1000 end)],
 	    p99_ms: ($p99|tonumber * 1000), p99_bucket_ms: [($p99l|tonumber * 1000), ($p99h|if . == "inf" then null else tonumber * 1000 end)],
 	    p999_ms: ($p999|tonumber * 1000), p999_bucket_ms: [($p999l|tonumber * 1000), ($p999h|if . == "inf" then null else tonumber * 1000 end)],
+	    ack_p50_ms: ($a50|tonumber * 1000), ack_p99_ms: ($a99|tonumber * 1000),
+	    ack_p999_ms: ($a999|tonumber * 1000), ack_mean_ms: ($amean|tonumber * 1000),
 	    peak_rss_kib: ($h|tonumber)}]' \
 	    --arg r "$rate" --arg re "$(calc "($M_FRAMES - $ea) / ($tb - $ta)" %.0f)" \
 	    --arg ra "$(calc "($M_PROD - $pa) / ($tb - $ta)" %.0f)" \
 	    --arg w "$(calc "$tb - $ta")" --arg c "$cnt" --arg mean "$mean" \
 	    --arg p50 "$p50" --arg p50l "$p50l" --arg p50h "$p50h" \
 	    --arg p99 "$p99" --arg p99l "$p99l" --arg p99h "$p99h" \
-	    --arg p999 "$p999" --arg p999l "$p999l" --arg p999h "$p999h" --arg h "$hwm"
+	    --arg p999 "$p999" --arg p999l "$p999l" --arg p999h "$p999h" --arg h "$hwm" \
+	    --arg a50 "$a50" --arg a99 "$a99" --arg a999 "$a999" --arg amean "$amean"
 }
 
 stage_latency() {

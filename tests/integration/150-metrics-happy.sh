@@ -38,6 +38,7 @@ for m in wsi2kafka_pbx_up:gauge wsi2kafka_pbx_connects_total:counter \
     wsi2kafka_spool_bytes:gauge wsi2kafka_spool_oldest_age_seconds:gauge \
     wsi2kafka_spool_dropped_total:counter wsi2kafka_kafka_up:gauge \
     wsi2kafka_delivery_latency_seconds:histogram \
+    wsi2kafka_kafka_ack_latency_seconds:histogram \
     wsi2kafka_kafka_queue_records:gauge wsi2kafka_kafka_broker_up:gauge \
     wsi2kafka_process_start_time_seconds:gauge \
     wsi2kafka_process_resident_memory_bytes:gauge; do
@@ -90,6 +91,14 @@ expect 'wsi2kafka_delivery_latency_seconds_bucket{le="0.0001"}' '<=' "$c"
 [ "$(grep -c '^wsi2kafka_delivery_latency_seconds_bucket' "$T/samples")" -eq 26 ] ||
 	fail "latency buckets: $(grep -c _bucket "$T/samples")"
 ok "latency histogram: 25 buckets from 100 µs to 60 s and +Inf"
+
+# The librdkafka-and-broker part: one observation per acknowledgement, each
+# no longer than the whole (a record's whole latency contains it).
+expect wsi2kafka_kafka_ack_latency_seconds_count == "$c"
+expect 'wsi2kafka_kafka_ack_latency_seconds_bucket{le="+Inf"}' == "$c"
+expect wsi2kafka_kafka_ack_latency_seconds_sum '>' 0
+expect wsi2kafka_kafka_ack_latency_seconds_sum '<=' "$(mval wsi2kafka_delivery_latency_seconds_sum)"
+ok "ack latency histogram: every acknowledgement, and within the delivery latency"
 
 expect wsi2kafka_spool_records == 0
 expect wsi2kafka_spool_dropped_total == 0

@@ -107,6 +107,8 @@ setup(void **state)
 	histo_observe(&f->ks.latency, 0.003);
 	histo_observe(&f->ks.latency, 2.0);	/* ≤ 2.5 s */
 	histo_observe(&f->ks.latency, 120.0);	/* +Inf */
+	histo_observe(&f->ks.ack_latency, 0.001953125);	/* 2^-9 s: ≤ 2 ms */
+	histo_observe(&f->ks.ack_latency, 0.015625);	/* 2^-6 s: ≤ 25 ms */
 
 	f->sp.records = 100;
 	f->sp.bytes = 65536;
@@ -223,6 +225,18 @@ metrics__render_view__every_sample_as_expected(void **state)
 	assert_int_equal(count_prefix(t,
 	    "wsi2kafka_delivery_latency_seconds_bucket{"), HISTO_NBUCKETS + 1);
 
+	/* The librdkafka-and-broker part, its own family. */
+	assert_line(t, "# TYPE wsi2kafka_kafka_ack_latency_seconds histogram");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_bucket{le=\"0.0015\"} 0");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_bucket{le=\"0.002\"} 1");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_bucket{le=\"0.015\"} 1");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_bucket{le=\"0.025\"} 2");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_bucket{le=\"+Inf\"} 2");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_count 2");
+	assert_line(t, "wsi2kafka_kafka_ack_latency_seconds_sum 0.017578125");
+	assert_int_equal(count_prefix(t,
+	    "wsi2kafka_kafka_ack_latency_seconds_bucket{"), HISTO_NBUCKETS + 1);
+
 	assert_line(t, "wsi2kafka_spool_records 100");
 	assert_line(t, "wsi2kafka_spool_bytes 65536");
 	assert_line(t, "wsi2kafka_spool_oldest_age_seconds 5.5");
@@ -245,7 +259,7 @@ metrics__render_view__help_and_type_for_every_family(void **state)
 	helps = count_prefix(t, "# HELP ");
 	types = count_prefix(t, "# TYPE ");
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 27);
+	assert_int_equal(helps, 28);
 	for (const char *p = strstr(t, "# TYPE "); p != NULL;
 	    p = strstr(p + 1, "\n# TYPE ")) {
 		const char *line = *p == '\n' ? p + 1 : p;
@@ -294,7 +308,7 @@ metrics__render_view__dry_run_renders_zeros(void **state)
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_count 0");
 	assert_line(t, "wsi2kafka_spool_records 0");
 	assert_line(t, "wsi2kafka_spool_oldest_age_seconds 0");
-	assert_int_equal(count_prefix(t, "# HELP "), 27);
+	assert_int_equal(count_prefix(t, "# HELP "), 28);
 }
 
 /* A configured topic literally named "other" absorbs the other slot. */
