@@ -135,11 +135,13 @@ int ksink_produce(struct ksink *ks, const struct record *rec);
 uint64_t ksink_flush(struct ksink *ks, int timeout_ms);
 
 /**
- * @brief Serve what librdkafka has for us (delivery reports, errors,
- *        logs) if it said it has any. Call after every lws_service() turn:
- *        librdkafka wakes the loop with lws_cancel_service() when its
- *        queue stops being empty, so reports are served at once rather
- *        than at the next poll tick. NULL is a no-op.
+ * @brief Call after every lws_service() turn. Serves what librdkafka has
+ *        for us (delivery reports, errors, logs) if it said it has any:
+ *        it wakes the loop with lws_cancel_service() when its queue stops
+ *        being empty, so reports are served at once rather than at the
+ *        next poll tick. Then writes the records this turn appended to
+ *        the spool file (spool_flush()), so they survive a crash of this
+ *        process before the loop waits again. NULL is a no-op.
  */
 void ksink_service(struct ksink *ks);
 

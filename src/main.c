@@ -506,8 +506,10 @@ daemon_stop(struct daemon *d)
 			pbx_stop(d->pbx[i]);
 	retiring_reap(d, false);
 	while (d->pbx != NULL && !all_sessions_closed(d) &&
-	    w2k_mono_us() < deadline)
+	    w2k_mono_us() < deadline) {
 		lws_service(d->context, 0);
+		ksink_service(d->ks);
+	}
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++) {
 		const struct pbx_stats *st;
 
