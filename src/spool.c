@@ -762,8 +762,17 @@ records_less(struct spool *sp, uint64_t n)
  * and each sync on the loop stalled it for milliseconds. Syncs that must
  * be complete before the loop continues ("always", close, and a seal when
  * that queue is full) stay on the loop (sync_data()).
+ *
+ * The same thread removes delivered segments (with "batch" and "never";
+ * "always" keeps every file operation on the loop): an unlink frees the
+ * file's blocks, and on a file system mounted with "discard" that waits
+ * for the device, which took the loop a few ms per segment. With "batch"
+ * the directory is synced after each round of removals. A crash before a
+ * removal brings the file back: its records are produced again (duplicates
+ * with their ids), never lost. Disk space comes back a little later.
  */
 #define SYNC_SEALED_MAX	8
+#define SYNC_GONE_MAX	64
 
 struct syncer {
 	pthread_t	 thread;
@@ -773,13 +782,41 @@ struct syncer {
 	int		 dirfd;		/* directory to sync after it, or -1 */
 	bool		 busy;		/* asked or syncing */
 	bool		 stop;
-	int		 err;		/* errno of a failed sync, 0 */
+	int		 err;		/* errno of a failed sync or unlink, 0 */
+	const char	*err_what;	/* ...what failed */
 	uint64_t	 err_first;	/* ...its segment, for the log line */
 	uint64_t	 first;		/* fd's segment */
 	int		 sealed[SYNC_SEALED_MAX];	/* dup()s, oldest first */
 	uint64_t	 sealed_first[SYNC_SEALED_MAX];
 	unsigned	 nsealed;
+	int		 spooldir;	/* dup() of the directory, for unlinks */
+	bool		 dirsync;	/* sync it after them ("batch") */
+	uint64_t	 gone[SYNC_GONE_MAX];	/* segments to remove */
+	unsigned	 ngone;
 };
+
+/* Remove what the loop handed over (outside the lock); 0 or an errno. */
+static int
+syncer_unlink(struct syncer *sy, const uint64_t *gone, unsigned n,
+    uint64_t *bad)
+{
+	char name[64];
+	int err = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		seg_name(name, sizeof(name), gone[i]);
+		if (unlinkat(sy->spooldir, name, 0) != 0 && errno != ENOENT &&
+		    err == 0) {
+			err = errno;
+			*bad = gone[i];
+		}
+	}
+	if (sy->dirsync && fsync(sy->spooldir) != 0 && err == 0) {
+		err = errno;
+		*bad = gone[0];
+	}
+	return err;
+}
 
 static void *
 syncer_main(void *arg)
@@ -788,8 +825,26 @@ syncer_main(void *arg)
 
 	pthread_mutex_lock(&sy->mu);
 	for (;;) {
-		while (!sy->busy && sy->nsealed == 0 && !sy->stop)
+		while (!sy->busy && sy->nsealed == 0 && sy->ngone == 0 &&
+		    !sy->stop)
 			pthread_cond_wait(&sy->cv, &sy->mu);
+		if (!sy->busy && sy->ngone > 0) {	/* even when stopping */
+			uint64_t gone[SYNC_GONE_MAX], bad = 0;
+			unsigned n = sy->ngone;
+			int uerr;
+
+			memcpy(gone, sy->gone, n * sizeof(*gone));
+			sy->ngone = 0;
+			pthread_mutex_unlock(&sy->mu);
+			uerr = syncer_unlink(sy, gone, n, &bad);
+			pthread_mutex_lock(&sy->mu);
+			if (uerr != 0) {
+				sy->err = uerr;
+				sy->err_what = "cannot remove";
+				sy->err_first = bad;
+			}
+			continue;
+		}
 		if (!sy->busy && sy->nsealed > 0) {	/* even when stopping */
 			sy->fd = sy->sealed[0];
 			sy->first = sy->sealed_first[0];
@@ -820,6 +875,7 @@ syncer_main(void *arg)
 		sy->busy = false;
 		if (err != 0) {
 			sy->err = err;
+			sy->err_what = "fsync of";
 			sy->err_first = first;
 		}
 	}
@@ -835,11 +891,17 @@ syncer_start(struct spool *sp)
 	if (sy == NULL)
 		return W2K_ENOMEM;
 	sy->fd = sy->dirfd = -1;
+	sy->dirsync = sp->fsync == CFG_FSYNC_BATCH;
+	if ((sy->spooldir = dup(sp->dirfd)) < 0) {
+		free(sy);
+		return W2K_EIO;
+	}
 	pthread_mutex_init(&sy->mu, NULL);
 	pthread_cond_init(&sy->cv, NULL);
 	if (pthread_create(&sy->thread, NULL, syncer_main, sy) != 0) {
 		pthread_cond_destroy(&sy->cv);
 		pthread_mutex_destroy(&sy->mu);
+		close(sy->spooldir);
 		free(sy);
 		return W2K_EFATAL;
 	}
@@ -862,8 +924,56 @@ syncer_stop(struct spool *sp)
 	pthread_join(sy->thread, NULL);
 	pthread_cond_destroy(&sy->cv);
 	pthread_mutex_destroy(&sy->mu);
+	if (sy->err != 0) {
+		char name[64];
+
+		seg_name(name, sizeof(name), sy->err_first);
+		io_error(sp, sy->err_what, name, sy->err);
+	}
+	close(sy->spooldir);
 	free(sy);
 	sp->syncer = NULL;
+}
+
+/* A sync or removal of the thread failed since the last look: log it. */
+static void
+syncer_report(struct spool *sp)
+{
+	struct syncer *sy = sp->syncer;
+	const char *what = NULL;
+	char name[64];
+	int err = 0;
+
+	pthread_mutex_lock(&sy->mu);
+	if (sy->err != 0) {
+		err = sy->err;
+		what = sy->err_what;
+		sy->err = 0;
+		seg_name(name, sizeof(name), sy->err_first);
+	}
+	pthread_mutex_unlock(&sy->mu);
+	if (err != 0)
+		io_error(sp, what, name, err);
+}
+
+/*
+ * Hand a delivered segment's removal to the thread. @returns false when its
+ * queue is full (the caller removes it on the loop).
+ */
+static bool
+syncer_remove(struct spool *sp, uint64_t first)
+{
+	struct syncer *sy = sp->syncer;
+	bool ok = false;
+
+	pthread_mutex_lock(&sy->mu);
+	if (sy->ngone < SYNC_GONE_MAX) {
+		sy->gone[sy->ngone++] = first;
+		pthread_cond_signal(&sy->cv);
+		ok = true;
+	}
+	pthread_mutex_unlock(&sy->mu);
+	return ok;
 }
 
 /*
@@ -875,16 +985,10 @@ static bool
 syncer_ask(struct spool *sp, bool file)
 {
 	struct syncer *sy = sp->syncer;
-	char name[64];
-	int err = 0, fd;
 	bool ok = false;
+	int fd;
 
 	pthread_mutex_lock(&sy->mu);
-	if (sy->err != 0) {
-		err = sy->err;
-		sy->err = 0;
-		seg_name(name, sizeof(name), sy->err_first);
-	}
 	if (!sy->busy) {
 		if (file && sp->wfd >= 0) {
 			(void)spool_flush(sp);	/* logged; the rest is synced */
@@ -905,8 +1009,6 @@ syncer_ask(struct spool *sp, bool file)
 		ok = true;
 	}
 	pthread_mutex_unlock(&sy->mu);
-	if (err != 0)
-		io_error(sp, "fsync of", name, err);
 	return ok;
 }
 
@@ -1106,18 +1208,24 @@ seg_remove(struct spool *sp, struct seg *s)
 		rd_close(&sp->rq);
 		sp->rq_have = false;
 	}
-	if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
-		io_error(sp, "cannot remove", name, errno);
 	/*
 	 * Without a sync of the directory a crash may bring the file back:
 	 * then its records are produced again (duplicates with their ids),
-	 * never lost. "always" pays for the sync now, "batch" at the next
+	 * never lost. The spool's thread removes it and (with "batch") syncs
+	 * the directory after; when its queue is full, or with "always", the
+	 * loop does: "always" pays for the sync now, "batch" at the next
 	 * group commit.
 	 */
-	if (sp->fsync == CFG_FSYNC_ALWAYS)
-		sync_dir(sp);
-	else if (sp->fsync == CFG_FSYNC_BATCH)
-		sp->dir_dirty = true;
+	if (sp->syncer != NULL && syncer_remove(sp, s->first)) {
+		/* handed over */
+	} else {
+		if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
+			io_error(sp, "cannot remove", name, errno);
+		if (sp->fsync == CFG_FSYNC_ALWAYS)
+			sync_dir(sp);
+		else if (sp->fsync == CFG_FSYNC_BATCH)
+			sp->dir_dirty = true;
+	}
 	sp->stats.bytes -= s->bytes;
 	/* Only the oldest segment is ever removed. */
 	memmove(sp->segs, sp->segs + 1, (sp->nsegs - 1) * sizeof(*sp->segs));
@@ -1795,6 +1903,8 @@ spool_tick(struct spool *sp)
 	bool busy = false, due;
 
 	sp->peek = PEEK_NONE;
+	if (sp->syncer != NULL)
+		syncer_report(sp);
 	due = sp->dirty && now - sp->dirty_us >= sp->fsync_us;
 	if (sp->syncer != NULL) {
 		if (due || sp->dir_dirty) {
@@ -2259,7 +2369,7 @@ spool_open(const struct cfg_spool *cs, struct spool **spp)
 		    sp->stats.bytes);
 	else
 		log_info("spool %s: empty", sp->dir);
-	if (sp->fsync == CFG_FSYNC_BATCH && (r = syncer_start(sp)) != 0) {
+	if (sp->fsync != CFG_FSYNC_ALWAYS && (r = syncer_start(sp)) != 0) {
 		log_err("spool: cannot start the sync thread");
 		spool_close(sp);
 		return r;
