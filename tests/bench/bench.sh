@@ -73,6 +73,8 @@
 #   BENCH_STRICT=0              1: exit 1 when a target is missed
 #   BENCH_OUT=$B/results.json
 #   BENCH_KEEP=0                1: keep the spools and record files of the run
+#   BENCH_REPEAT=3              throughput runs per fsync mode, and kcat runs:
+#                               the median counts
 set -u -o pipefail
 export LC_ALL=C
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -100,6 +102,7 @@ STAGES=" ${BENCH_STAGES:-spool norm throughput ceiling latency drain} "
 STRICT=${BENCH_STRICT:-0}
 OUT=${BENCH_OUT:-$B/results.json}
 KEEP=${BENCH_KEEP:-0}
+REPEAT=${BENCH_REPEAT:-3}
 
 RUN=$B/bench/run
 PW=bench-Pa55
@@ -398,12 +401,16 @@ stage_norm() {
 	done <"$RUN/norm_bench.txt"
 }
 
-# Throughput: one flood of EVENTS as fast as it goes, per fsync mode.
-declare -A TPUT HWM_RUN
+# median N...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Throughput: REPEAT floods of EVENTS as fast as they go, per fsync mode;
+# the median counts (runs of one commit differ by up to a fifth here).
+declare -A TPUT HWM_RUN TPUT_RUNS
 stage_throughput_one() {
-	local mode=$1 name=tput-$1
+	local mode=$1 run=$2 name=tput-$1-$2
 	local cpu0 pcpu0 cpu1 pcpu1 base_t prod0 ev0 t0 tdone secs eps cpu cpum hwm
-	log "throughput: fsync=$mode, $EVENTS events"
+	log "throughput: fsync=$mode, $EVENTS events, run $run of $REPEAT"
 	printf "@sleep 1000\n@flood %d\n@end\n" "$EVENTS" >"$RUN/$name.script"
 	start_pbxsim "$name" --script "$RUN/$name.script"
 	write_conf "$name" "$mode"
@@ -430,38 +437,45 @@ stage_throughput_one() {
 	eps=$(calc "$EVENTS / $secs" %.0f)
 	cpu=$(calc "($cpu1 - $cpu0) / $CLK_TCK" %.2f)
 	cpum=$(calc "$cpu * 1000000 / $EVENTS" %.2f)
-	TPUT[$mode]=$eps HWM_RUN[$name]=$hwm
+	TPUT_RUNS[$mode]="${TPUT_RUNS[$mode]:-} $eps" HWM_RUN[$name]=$hwm
 	stop_pbxsim
 	stop_daemon "$name"
 	rm -rf "$RUN/$name.spool"
-	row "throughput, fsync=$mode" "events/s ($EVENTS events)" "$eps"
-	row "throughput, fsync=$mode" "seconds (first frame sent -> last ack)" "$(calc "$secs" %.2f)"
-	row "throughput, fsync=$mode" "pbxsim send time, s" "$(calc "$tdone - $t0" %.2f)"
-	row "throughput, fsync=$mode" "daemon CPU s per million events" "$cpum"
-	row "throughput, fsync=$mode" "daemon CPU s (utime+stime)" "$cpu"
-	row "throughput, fsync=$mode" "pbxsim CPU s (share of the run)" "$(calc "($pcpu1 - $pcpu0) / $CLK_TCK" %.2f) ($(calc "100 * ($pcpu1 - $pcpu0) / $CLK_TCK / $secs" %.0f)%)"
+	row "throughput, fsync=$mode, run $run" "events/s ($EVENTS events)" "$eps"
+	row "throughput, fsync=$mode, run $run" "seconds (first frame sent -> last ack)" "$(calc "$secs" %.2f)"
+	row "throughput, fsync=$mode, run $run" "pbxsim send time, s" "$(calc "$tdone - $t0" %.2f)"
+	row "throughput, fsync=$mode, run $run" "daemon CPU s per million events" "$cpum"
+	row "throughput, fsync=$mode, run $run" "daemon CPU s (utime+stime)" "$cpu"
+	row "throughput, fsync=$mode, run $run" "pbxsim CPU s (share of the run)" "$(calc "($pcpu1 - $pcpu0) / $CLK_TCK" %.2f) ($(calc "100 * ($pcpu1 - $pcpu0) / $CLK_TCK / $secs" %.0f)%)"
 	# A simulator near a full core limits what the daemon is offered.
 	if calc "($pcpu1 - $pcpu0) / $CLK_TCK > 0.8 * $secs" %d | grep -q 1; then
 		log "$name: warning: pbxsim used over 80% of a core: the simulator may be the limit"
-		row "throughput, fsync=$mode" "WARNING" "pbxsim near a full core: the simulator may be the limit"
+		row "throughput, fsync=$mode, run $run" "WARNING" "pbxsim near a full core: the simulator may be the limit"
 	fi
-	row "throughput, fsync=$mode" "daemon peak RSS (VmHWM), MiB" "$(calc "$hwm / 1024" %.1f)"
-	row "throughput, fsync=$mode" "records retried" "$((M_RETRIED))"
-	jadd '.throughput += [{fsync: $m, events: ($n|tonumber), seconds: ($s|tonumber),
+	row "throughput, fsync=$mode, run $run" "daemon peak RSS (VmHWM), MiB" "$(calc "$hwm / 1024" %.1f)"
+	row "throughput, fsync=$mode, run $run" "records retried" "$((M_RETRIED))"
+	jadd '.throughput += [{fsync: $m, run: ($run|tonumber), events: ($n|tonumber), seconds: ($s|tonumber),
 	    events_per_s: ($e|tonumber), pbxsim_send_seconds: ($sd|tonumber),
 	    cpu_seconds: ($c|tonumber), cpu_seconds_per_million: ($cm|tonumber),
 	    pbxsim_cpu_seconds: ($pc|tonumber), peak_rss_kib: ($h|tonumber),
 	    records_retried: ($r|tonumber), frames_received: ($fr|tonumber),
 	    records_acknowledged: ($ra|tonumber)}]' \
-	    --arg m "$mode" --arg n "$EVENTS" --arg s "$secs" --arg e "$eps" \
+	    --arg m "$mode" --arg run "$run" --arg n "$EVENTS" --arg s "$secs" --arg e "$eps" \
 	    --arg sd "$(calc "$tdone - $t0")" --arg c "$cpu" --arg cm "$cpum" \
 	    --arg pc "$(calc "($pcpu1 - $pcpu0) / $CLK_TCK" %.2f)" --arg h "$hwm" \
 	    --arg r "$M_RETRIED" --arg fr "$((M_FRAMES - ev0))" --arg ra "$((M_PROD - prod0))"
 }
 
 stage_throughput() {
-	local m
-	for m in $FSYNC_MODES; do stage_throughput_one "$m"; done
+	local m r
+	for m in $FSYNC_MODES; do
+		for ((r = 1; r <= REPEAT; r++)); do stage_throughput_one "$m" "$r"; done
+		# shellcheck disable=SC2086 # the runs, one word each
+		TPUT[$m]=$(median ${TPUT_RUNS[$m]})
+		row "throughput, fsync=$m" "events/s, median of $REPEAT runs (each)" \
+		    "${TPUT[$m]} (${TPUT_RUNS[$m]# })"
+		jadd '.throughput_median[$m] = ($e|tonumber)' --arg m "$m" --arg e "${TPUT[$m]}"
+	done
 }
 
 # kcat_hw: records in KCAT_TOPIC now (sum of the partitions' end offsets,
@@ -517,16 +531,23 @@ stage_ceiling() {
 		s1=$(kcat_run "$RUN/kcat1.input")
 		best=$(calc "$s1 < $best ? $s1 : $best")
 	done
-	hw0=$(kcat_hw)
-	secs=$(kcat_run "$RUN/kcat.input")
-	hw1=$(kcat_hw)
-	[ $((hw1 - hw0)) -eq "$KCAT_N" ] ||
-		die "ceiling: $((hw1 - hw0)) records landed on $KCAT_TOPIC, expected $KCAT_N"
+	local runs_eps='' runs_secs=''
+	for ((i = 1; i <= REPEAT; i++)); do
+		hw0=$(kcat_hw)
+		secs=$(kcat_run "$RUN/kcat.input")
+		hw1=$(kcat_hw)
+		[ $((hw1 - hw0)) -eq "$KCAT_N" ] ||
+			die "ceiling: $((hw1 - hw0)) records landed on $KCAT_TOPIC, expected $KCAT_N"
+		runs_eps="$runs_eps $(calc "$KCAT_N / ($secs - $best)" %.0f)"
+		runs_secs="$runs_secs $(calc "$secs - $best" %.2f)"
+	done
 	rm -f "$RUN/$name.out" "$RUN/kcat.input"
-	eps=$(calc "$KCAT_N / ($secs - $best)" %.0f)
+	# shellcheck disable=SC2086 # the runs, one word each
+	eps=$(median $runs_eps)
+	secs=$(calc "$KCAT_N / $eps + $best")
 	KCAT_EPS=$eps
-	row "ceiling: kcat -P, same records" "records/s ($KCAT_N records)" "$eps"
-	row "ceiling: kcat -P, same records" "seconds (kcat start-up of $(calc "$best" %.3f) s subtracted)" "$(calc "$secs - $best" %.2f)"
+	row "ceiling: kcat -P, same records" "records/s ($KCAT_N records), median of $REPEAT (each)" "$eps (${runs_eps# })"
+	row "ceiling: kcat -P, same records" "seconds (kcat start-up of $(calc "$best" %.3f) s subtracted)" "${runs_secs# }"
 	jadd '.ceiling = {tool: "kcat -P", records: ($n|tonumber), topic_partitions: ($pp|tonumber),
 	    seconds_wall: ($s|tonumber), startup_seconds: ($b|tonumber),
 	    records_per_s: ($e|tonumber), producer_properties: $props}' \
@@ -746,9 +767,10 @@ target() {
 
 # ------------------------------------------------------------------ main
 
-for v in EVENTS DRAIN RATE_SECONDS WARMUP POLL_MS MIN_EPS TIMEOUT_BASE SPOOL_RECORDS LINGER; do
+for v in EVENTS DRAIN RATE_SECONDS WARMUP POLL_MS MIN_EPS TIMEOUT_BASE SPOOL_RECORDS LINGER REPEAT; do
 	is_uint "${!v}" || { echo "bench: $v must be a whole number, not '${!v}'" >&2; exit 64; }
 done
+[ "$REPEAT" -ge 1 ] || { echo "bench: BENCH_REPEAT must be 1 or more" >&2; exit 64; }
 for r in $RATES; do is_uint "$r" && [ "$r" -gt 0 ] || { echo "bench: BENCH_RATES: bad rate '$r'" >&2; exit 64; }; done
 for m in $FSYNC_MODES; do
 	case $m in batch|never|always) ;; *) echo "bench: BENCH_FSYNC_MODES: bad mode '$m'" >&2; exit 64 ;; esac
@@ -782,7 +804,7 @@ jq -n --arg c "$commit" --argjson d "$dirty" --arg date "$(date -u +%FT%TZ)" \
     --arg ev "$EVENTS" --arg fm "$FSYNC_MODES" --arg rates "$RATES" \
     --arg rs "$RATE_SECONDS" --arg wu "$WARMUP" --arg dr "$DRAIN" \
     --arg lg "$LINGER" --arg poll "$POLL_MS" --arg me "$MIN_EPS" \
-    --arg tb "$TIMEOUT_BASE" --arg st "$STAGES" \
+    --arg tb "$TIMEOUT_BASE" --arg rp "$REPEAT" --arg st "$STAGES" \
     --argjson bounds "$(sed -n '/^#define HISTO_BOUNDS/,/}/p' include/histo.h |
         tr -d '\\\n\t' | sed 's/.*{\(.*\)}.*/[\1]/')" '{
 	benchmark: "wsi2kafka end to end (issue #6): pbxsim -> wsi2kafka -> kmock on loopback",
@@ -796,7 +818,7 @@ jq -n --arg c "$commit" --argjson d "$dirty" --arg date "$(date -u +%FT%TZ)" \
 	    rate_window_seconds: ($rs|tonumber), warmup_seconds: ($wu|tonumber),
 	    drain_records: ($dr|tonumber), linger_ms: ($lg|tonumber),
 	    metrics_poll_ms: ($poll|tonumber), stuck_below_eps: ($me|tonumber),
-	    timeout_base_seconds: ($tb|tonumber),
+	    timeout_base_seconds: ($tb|tonumber), repeat: ($rp|tonumber),
 	    stages: ($st|split(" ")|map(select(. != ""))),
 	    latency_bucket_bounds_seconds: $bounds},
 	throughput: [], latency: [], spool_bench: [], norm_bench: [], targets: []
