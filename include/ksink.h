@@ -27,8 +27,12 @@
 
 struct ksink;
 
+struct timers;
+
 struct ksink_env {
-	struct lws_context	*context;	/* borrowed: timers */
+	struct lws_context	*context;	/* borrowed: wake-ups, a timer */
+	struct timers		*timers;	/* borrowed: the poll tick and
+						   the group commit */
 	struct spool		*spool;		/* borrowed: must outlive the
 						   sink; closed after it */
 };

@@ -12,8 +12,9 @@
  * applies. The only thing that travels through librdkafka is the msg
  * opaque: the record's spool sequence number.
  *
- * Periodic work (all on the loop thread):
- *   sul_poll     (lws timer) every KSINK_POLL_US, and at once when
+ * Periodic work (all on the loop thread; tm_* are timer.h timers, which
+ * unlike lws's own do not make lws 4.1 spin in their last millisecond):
+ *   tm_poll      every KSINK_POLL_US, and at once when
  *                librdkafka wakes the loop (queue_event_cb,
  *                ksink_service()): rd_kafka_poll(rk, 0) serves delivery
  *                reports and the error, statistics and log callbacks, then
@@ -24,7 +25,7 @@
  *                before the loop waits again (not a zero-delay timer: that
  *                made lws poll() once more per turn, at 10,000 events/s
  *                one more syscall per event);
- *   sul_sync     (lws timer) armed while the spool holds unsynced appends (fsync =
+ *   tm_sync      armed while the spool holds unsynced appends (fsync =
  *                "batch"): fires when the group-commit window ends;
  *   sul_rebuild  one shot, after a fatal producer error.
  *
@@ -51,6 +52,7 @@
 #include "log.h"
 #include "norm.h"
 #include "spool.h"
+#include "timer.h"
 #include "w2k.h"
 
 #include <inttypes.h>
@@ -67,10 +69,10 @@
 /*
  * The poll tick is the fallback: delivery reports, errors and logs wake the
  * loop themselves (queue_event_cb), and records are handed over as they are
- * appended. It is not shorter because lws 4.1 waits in poll() for whole
- * milliseconds, rounded down: in the last millisecond before every timer
- * the loop spins on poll(…, 0). A 10 ms tick kept it spinning a tenth of
- * the time (at 10,000 events/s, 46,000 empty polls a second).
+ * appended, so nothing waits on it. (It was 10 ms as an lws timer, and lws
+ * 4.1 spins on poll(…, 0) in the last millisecond before each of its
+ * timers: a tenth of the time, 46,000 empty polls a second at 10,000
+ * events/s. Both this and the group commit are timer.h timers now.)
  */
 #define KSINK_POLL_US		(100 * 1000)
 /* Records per poll tick, at most: 500k/s from the ticks alone, so a
@@ -93,12 +95,11 @@ struct ksink {
 	const struct ksink_env	*env;
 	struct spool		*sp;		/* borrowed from env */
 	rd_kafka_t		*rk;
-	lws_sorted_usec_list_t	 sul_poll;
-	lws_sorted_usec_list_t	 sul_sync;
+	struct timer		 tm_poll;
+	struct timer		 tm_sync;
 	bool			 flush_due;	/* appended this loop turn */
 	atomic_bool		 wake;	/* librdkafka has events for us */
 	lws_sorted_usec_list_t	 sul_rebuild;
-	bool			 sync_armed;
 	bool			 rebuilding;	/* fatal error: no producing */
 	bool			 destroying;	/* in producer_destroy() */
 	bool			 stalled;	/* librdkafka's queue is full */
@@ -354,24 +355,21 @@ drain(struct ksink *ks, unsigned budget)
 }
 
 /* Arm the group-commit timer: in µs from now, -1 when nothing waits. */
-static void ksink_sync_cb(lws_sorted_usec_list_t *sul);
+static void ksink_sync_cb(struct timer *tm);
 
 static void
 arm_sync(struct ksink *ks, int64_t in)
 {
-	if (in < 0 || ks->sync_armed)
+	if (in < 0 || timer_armed(&ks->tm_sync))
 		return;
-	ks->sync_armed = true;
-	lws_sul_schedule(ks->env->context, 0, &ks->sul_sync, ksink_sync_cb,
-	    in > 0 ? in : 1);
+	timer_arm(ks->env->timers, &ks->tm_sync, in, ksink_sync_cb);
 }
 
 static void
-ksink_sync_cb(lws_sorted_usec_list_t *sul)
+ksink_sync_cb(struct timer *tm)
 {
-	struct ksink *ks = lws_container_of(sul, struct ksink, sul_sync);
+	struct ksink *ks = lws_container_of(tm, struct ksink, tm_sync);
 
-	ks->sync_armed = false;
 	arm_sync(ks, spool_tick(ks->sp));
 }
 
@@ -854,13 +852,12 @@ serve(struct ksink *ks)
 }
 
 static void
-ksink_poll_cb(lws_sorted_usec_list_t *sul)
+ksink_poll_cb(struct timer *tm)
 {
-	struct ksink *ks = lws_container_of(sul, struct ksink, sul_poll);
+	struct ksink *ks = lws_container_of(tm, struct ksink, tm_poll);
 
 	serve(ks);
-	lws_sul_schedule(ks->env->context, 0, &ks->sul_poll, ksink_poll_cb,
-	    KSINK_POLL_US);
+	timer_arm(ks->env->timers, &ks->tm_poll, KSINK_POLL_US, ksink_poll_cb);
 }
 
 void
@@ -992,8 +989,7 @@ ksink_new(const struct cfg *cfg, const struct ksink_env *env,
 	}
 #endif
 	update_pending(ks);
-	lws_sul_schedule(env->context, 0, &ks->sul_poll, ksink_poll_cb,
-	    KSINK_POLL_US);
+	timer_arm(env->timers, &ks->tm_poll, KSINK_POLL_US, ksink_poll_cb);
 	*ksp = ks;
 	return 0;
 }
@@ -1004,12 +1000,11 @@ ksink_flush(struct ksink *ks, int timeout_ms)
 	int64_t deadline = w2k_mono_us() + (int64_t)timeout_ms * 1000;
 	uint64_t left;
 
-	lws_sul_cancel(&ks->sul_poll);
+	timer_cancel(ks->env->timers, &ks->tm_poll);
 	lws_sul_cancel(&ks->sul_rebuild);
-	lws_sul_cancel(&ks->sul_sync);
+	timer_cancel(ks->env->timers, &ks->tm_sync);
 	ks->flush_due = false;
 	(void)spool_flush(ks->sp);
-	ks->sync_armed = false;
 	/* Deliver what the spool holds, as far as the time allows; the
 	 * loop is not served meanwhile, so a rebuild happens here. */
 	while (w2k_mono_us() < deadline) {
@@ -1039,8 +1034,8 @@ ksink_free(struct ksink *ks)
 {
 	if (ks == NULL)
 		return;
-	lws_sul_cancel(&ks->sul_poll);
-	lws_sul_cancel(&ks->sul_sync);
+	timer_cancel(ks->env->timers, &ks->tm_poll);
+	timer_cancel(ks->env->timers, &ks->tm_sync);
 	lws_sul_cancel(&ks->sul_rebuild);
 	/* What librdkafka held goes back to the spool, which keeps it. */
 	producer_destroy(ks);

@@ -17,6 +17,7 @@
 #include "route.h"
 #include "spool.h"
 #include "svc.h"
+#include "timer.h"
 #include "w2k.h"
 
 #include <getopt.h>
@@ -41,6 +42,7 @@ static volatile sig_atomic_t got_term, got_hup;
 struct daemon {
 	struct cfg		*cfg;
 	struct lws_context	*context;
+	struct timers		*timers;	/* timer.h, on the context */
 	struct route_table	*routes;
 	struct ksink		*ks;		/* NULL in --dry-run */
 	struct ksink_env	 ks_env;
@@ -50,7 +52,7 @@ struct daemon {
 	struct svc		*svc;
 	struct metrics_src	 msrc;		/* what /metrics reads */
 	struct http		*http;		/* NULL: http.listen unset */
-	lws_sorted_usec_list_t	 sul_housekeeping;
+	struct timer		 tm_housekeeping;	/* timer.h: no spin */
 	uint64_t		 printed;	/* --dry-run records */
 	/* reload: */
 	const char		*path;		/* the configuration file */
@@ -163,15 +165,15 @@ emit_print(void *ctx, const struct record *rec)
 static void retiring_reap(struct daemon *d, bool force);
 
 static void
-housekeeping_cb(lws_sorted_usec_list_t *sul)
+housekeeping_cb(struct timer *tm)
 {
-	struct daemon *d = lws_container_of(sul, struct daemon,
-	    sul_housekeeping);
+	struct daemon *d = lws_container_of(tm, struct daemon,
+	    tm_housekeeping);
 
 	retiring_reap(d, false);
 
-	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
-	    HOUSEKEEPING_US);
+	timer_arm(d->timers, &d->tm_housekeeping, HOUSEKEEPING_US,
+	    housekeeping_cb);
 }
 
 /* STATUS=: one short line an operator reads in `systemctl status`. */
@@ -276,6 +278,8 @@ daemon_start(struct daemon *d, bool dry_run)
 		log_err("cannot create the libwebsockets context");
 		return W2K_EFATAL;
 	}
+	if ((r = timers_new(d->context, &d->timers)) != 0)
+		return r;
 
 	if (dry_run) {
 		d->pbx_env.emit = emit_print;
@@ -284,6 +288,7 @@ daemon_start(struct daemon *d, bool dry_run)
 		if ((r = spool_open(&d->cfg->spool, &d->sp)) != 0)
 			return r;
 		d->ks_env.context = d->context;
+		d->ks_env.timers = d->timers;
 		d->ks_env.spool = d->sp;
 		if ((r = ksink_new(d->cfg, &d->ks_env, &d->ks)) != 0)
 			return r;
@@ -312,8 +317,8 @@ daemon_start(struct daemon *d, bool dry_run)
 
 	for (size_t i = 0; i < d->cfg->npbx; i++)
 		pbx_start(d->pbx[i]);
-	lws_sul_schedule(d->context, 0, &d->sul_housekeeping, housekeeping_cb,
-	    HOUSEKEEPING_US);
+	timer_arm(d->timers, &d->tm_housekeeping, HOUSEKEEPING_US,
+	    housekeeping_cb);
 	return svc_new(d->context, status_text, d, &d->svc);
 }
 
@@ -532,8 +537,8 @@ daemon_stop(struct daemon *d)
 static void
 daemon_free(struct daemon *d)
 {
-	if (d->context != NULL)
-		lws_sul_cancel(&d->sul_housekeeping);
+	if (d->timers != NULL)
+		timer_cancel(d->timers, &d->tm_housekeeping);
 	svc_free(d->svc);
 	ksink_free(d->ks);
 	retiring_reap(d, true);
@@ -543,6 +548,7 @@ daemon_free(struct daemon *d)
 	free(d->pbx);
 	if (d->context != NULL)
 		lws_context_destroy(d->context);
+	timers_free(d->timers);	/* after the context, which closed its fd */
 	http_free(d->http);	/* after the context: it calls back into it */
 	/* Last: what the producer did not deliver stays for the next start. */
 	spool_close(d->sp);
