@@ -10,7 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
+#include "fds.h"
+
 #include <string.h>
 
 #include <libwebsockets.h>
@@ -35,21 +36,6 @@ struct probe {
 };
 
 static int fired_count;
-
-/* Descriptors this process has open (less the DIR's own). */
-static int
-open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1;
-}
 
 static int
 setup(void **state)
