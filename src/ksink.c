@@ -67,12 +67,9 @@
 #include <librdkafka/rdkafka.h>
 
 /*
- * The poll tick is the fallback: delivery reports, errors and logs wake the
+ * The poll tick is a fallback: delivery reports, errors and logs wake the
  * loop themselves (queue_event_cb), and records are handed over as they are
- * appended, so nothing waits on it. (It was 10 ms as an lws timer, and lws
- * 4.1 spins on poll(…, 0) in the last millisecond before each of its
- * timers: a tenth of the time, 46,000 empty polls a second at 10,000
- * events/s. Both this and the group commit are timer.h timers now.)
+ * appended, so nothing waits on it.
  */
 #define KSINK_POLL_US		(100 * 1000)
 /* Records per poll tick, at most: 500k/s from the ticks alone, so a
@@ -382,7 +379,10 @@ ksink_produce(struct ksink *ks, const struct record *rec)
 	 * ksink_service() writes them out in one go after the turn. */
 	ks->flush_due = true;
 	drain(ks, KSINK_DRAIN_NOW);
-	arm_sync(ks, spool_tick(ks->sp));
+	/* Under load the group commit is armed already: no spool_tick()
+	 * (a clock read and the sync thread's lock) per record then. */
+	if (!timer_armed(&ks->tm_sync))
+		arm_sync(ks, spool_tick(ks->sp));
 	return r;
 }
 

@@ -63,6 +63,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -783,6 +784,7 @@ struct syncer {
 	bool		 busy;		/* asked or syncing */
 	bool		 stop;
 	int		 err;		/* errno of a failed sync or unlink, 0 */
+	atomic_bool	 failed;	/* err != 0, read without the lock */
 	const char	*err_what;	/* ...what failed */
 	uint64_t	 err_first;	/* ...its segment, for the log line */
 	uint64_t	 first;		/* fd's segment */
@@ -842,6 +844,7 @@ syncer_main(void *arg)
 				sy->err = uerr;
 				sy->err_what = "cannot remove";
 				sy->err_first = bad;
+				atomic_store(&sy->failed, true);
 			}
 			continue;
 		}
@@ -877,6 +880,7 @@ syncer_main(void *arg)
 			sy->err = err;
 			sy->err_what = "fsync of";
 			sy->err_first = first;
+			atomic_store(&sy->failed, true);
 		}
 	}
 	pthread_mutex_unlock(&sy->mu);
@@ -891,6 +895,7 @@ syncer_start(struct spool *sp)
 	if (sy == NULL)
 		return W2K_ENOMEM;
 	sy->fd = sy->dirfd = -1;
+	atomic_init(&sy->failed, false);
 	sy->dirsync = sp->fsync == CFG_FSYNC_BATCH;
 	if ((sy->spooldir = dup(sp->dirfd)) < 0) {
 		free(sy);
@@ -935,7 +940,10 @@ syncer_stop(struct spool *sp)
 	sp->syncer = NULL;
 }
 
-/* A sync or removal of the thread failed since the last look: log it. */
+/*
+ * A sync or removal of the thread failed since the last look: log it.
+ * Called from spool_tick(), often: no lock unless something failed.
+ */
 static void
 syncer_report(struct spool *sp)
 {
@@ -944,7 +952,10 @@ syncer_report(struct spool *sp)
 	char name[64];
 	int err = 0;
 
+	if (!atomic_load(&sy->failed))
+		return;
 	pthread_mutex_lock(&sy->mu);
+	atomic_store(&sy->failed, false);
 	if (sy->err != 0) {
 		err = sy->err;
 		what = sy->err_what;
