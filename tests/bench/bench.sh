@@ -206,15 +206,8 @@ CLK_TCK=$(getconf CLK_TCK)
 # hwm_kib PID: peak resident set (VmHWM), KiB.
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# free_port: a loopback port nobody listens on, below the ephemeral range.
-free_port() {
-	local p i
-	for i in $(seq 100); do
-		p=$((20000 + (RANDOM % 12000)))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-	done
-	return 1
-}
+# free_port (start_daemon retries on a collision)
+. tests/lib/ports.sh
 
 # ------------------------------------------------------------------ peers
 

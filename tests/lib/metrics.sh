@@ -12,18 +12,8 @@ command -v curl >/dev/null || fail "curl missing: make deps"
 HTTP_TIMEOUT_S=$(sed -n 's/^#define HTTP_TIMEOUT_S[[:space:]]*\([0-9]*\).*/\1/p' include/http.h)
 HTTP_MAX_CONNS=$(sed -n 's/^#define HTTP_MAX_CONNS[[:space:]]*\([0-9]*\).*/\1/p' include/http.h)
 
-# free_port: a loopback TCP port nobody listens on. Chosen below the
-# kernel's ephemeral range (32768+), where kmock, pbxsim and outgoing
-# connections get theirs, so a port found free stays free in practice;
-# start_http_daemon still retries on a collision.
-free_port() {
-	local p i
-	for i in $(seq 100); do
-		p=$((20000 + (RANDOM % 12000)))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-	done
-	return 1
-}
+# free_port (start_http_daemon retries on a collision)
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 # start_http_daemon ARGS...: the daemon with $T/w2k.conf plus an http group
 # on a free port; waits until it listens. Sets HTTP_PORT and URL.
