@@ -47,6 +47,38 @@ enum ksink_fail {
 	KSINK_FAIL_COUNT
 };
 
+/*
+ * Why a topic refuses records for a cause the operator can fix (contract
+ * §7): a fixed set (metric labels). Its records wait in the spool and are
+ * produced again with backoff; they never become dead letters.
+ */
+enum ksink_refusal {
+	KSINK_REF_TOPIC_AUTH,	/* TOPIC_AUTHORIZATION_FAILED: a missing ACL */
+	KSINK_REF_CLUSTER_AUTH,	/* CLUSTER_AUTHORIZATION_FAILED (e.g. the
+				   IdempotentWrite ACL) */
+	KSINK_REF_SASL_AUTH,	/* SASL_AUTHENTICATION_FAILED, __AUTHENTICATION */
+	KSINK_REF_UNKNOWN_TOPIC, /* UNKNOWN_TOPIC_OR_PART, __UNKNOWN_TOPIC,
+				   __UNKNOWN_PARTITION: missing topic with
+				   auto-creation off */
+	KSINK_REF_INVALID_TOPIC, /* TOPIC_EXCEPTION: an invalid topic name */
+	KSINK_REF_COUNT
+};
+
+/*
+ * One topic that refused records at least once (they are created on the
+ * first refusal and kept: counters never go back). Names are owned by the
+ * sink and stay valid until ksink_free().
+ */
+struct ksink_topic_refusals {
+	const char	*topic;
+	uint64_t	 count[KSINK_REF_COUNT];	/* refusals, by reason */
+	bool		 refused;	/* refusing now: its last attempt was
+					   refused, no success since */
+	enum ksink_refusal reason;	/* the last refusal's, when refused */
+	uint64_t	 waiting;	/* records set aside until its next
+					   retry (they stay in the spool) */
+};
+
 /* Successful deliveries per topic: the configured topics only. */
 #define KSINK_MAX_TOPICS	64
 
@@ -90,6 +122,11 @@ struct ksink_stats {
 	uint64_t	unspooled;	/* produced without the spool, which
 					   could not be written */
 	bool		up;		/* a broker answered lately */
+	/* Topics that refused records (contract §7, §8): an array owned by
+	 * the sink, valid until its next call; nrefusals entries. */
+	const struct ksink_topic_refusals *refusals;
+	unsigned	nrefusals;
+	unsigned	nrefused;	/* of those, refusing now (/readyz) */
 	struct ksink_rkstats rk;	/* librdkafka's statistics */
 };
 
@@ -159,5 +196,22 @@ const struct ksink_stats *ksink_get_stats(const struct ksink *ks);
 
 /** @returns the label for a failure reason. */
 const char *ksink_fail_name(enum ksink_fail why);
+
+/** @returns the label for a refusal reason ("topic_authorization_failed",
+ *  "cluster_authorization_failed", "sasl_authentication_failed",
+ *  "unknown_topic", "invalid_topic"), "?" for anything else. */
+const char *ksink_refusal_name(enum ksink_refusal why);
+
+/**
+ * @brief librdkafka's message.max.bytes for this configuration: the
+ *        operator's kafka.properties value when set, else what the largest
+ *        frame any PBX may send (pbx.max_frame) can become as a record:
+ *        max_frame + max_frame/4 (normalization: ids become strings) +
+ *        64 KiB (the envelope and headers), at least librdkafka's default
+ *        of 1,000,000 bytes. Pure: for the unit tests too.
+ * @returns bytes, or 0 when the operator's value is not a number (then
+ *          librdkafka's own check reports it).
+ */
+uint64_t ksink_message_max_bytes(const struct cfg *cfg);
 
 #endif

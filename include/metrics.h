@@ -101,10 +101,13 @@ int metrics_render_view(struct metrics_buf *b, const struct metrics_view *v);
 
 /**
  * @brief Readiness (contract §8): every PBX session subscribed, and, when
- *        there is Kafka, a broker reachable. Appends a JSON object to b:
+ *        there is Kafka, a broker reachable and no topic refusing
+ *        records. Appends a JSON object to b:
  *        {"ready":bool,"not_subscribed":["hq",…],
  *         "pbx":[{"name":"hq","state":"waiting","subscribed":false},…],
- *         "kafka":{"enabled":true,"reachable":bool}} ({"enabled":false}
+ *         "kafka":{"enabled":true,"reachable":bool,
+ *                  "refused_topics":[{"topic":"t","reason":"unknown_topic"},…]}}
+ *         ({"enabled":false}
  *         in a dry run, where Kafka does not count)
  * @param ready out: the verdict (200 vs 503).
  * @returns 0, W2K_ENOMEM or W2K_EFULL.

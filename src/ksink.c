@@ -49,12 +49,14 @@
  * This file never blocks the loop, except ksink_flush() at shutdown.
  */
 #include "ksink.h"
+#include "backoff.h"
 #include "log.h"
 #include "norm.h"
 #include "spool.h"
 #include "timer.h"
 #include "w2k.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -62,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
@@ -77,7 +80,15 @@
 #define KSINK_DRAIN_TICK	5000
 #define KSINK_DRAIN_NOW		8	/* after each new record */
 #define KSINK_ERRLOG_US		(5LL * 1000 * 1000)	/* log flood bound */
-#define KSINK_DL_SMALL		512	/* raw bytes kept after a size refusal */
+/* A refusing topic: one log line a minute, retries with this backoff (s). */
+#define KSINK_REFLOG_US		(60LL * 1000 * 1000)
+#define KSINK_REF_BO_INITIAL	1.0
+#define KSINK_REF_BO_MAX	30.0
+/* What a record may add to its frame (ids become strings, the envelope). */
+#define KSINK_ENVELOPE		(64 * 1024)
+/* librdkafka's message framing beyond key, value and headers, rounded up
+ * (rd_kafka_msg_max_wire_size(): the v2 record overhead). */
+#define KSINK_WIRE_SLACK	256
 
 /*
  * The msg opaque: a spool sequence number, or for a record the spool could
@@ -86,6 +97,34 @@
 #define OPAQUE_UNSPOOLED	(UINT64_C(1) << 63)
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
     "the msg opaque carries a 64-bit sequence number");
+
+/*
+ * A topic that refused records for a cause the operator can fix (contract
+ * §7). Its records are set aside: taken from the spool (spool_sent(), so
+ * they stay on disk and count as in flight) and their seqs kept in park;
+ * when the backoff ends they go back with spool_requeue(), oldest first,
+ * and are produced again before anything else. While blocked, every record
+ * of the topic that comes up is set aside too, so a later record never
+ * overtakes an earlier one of the same topic (contract §5), and records of
+ * other topics flow past.
+ */
+struct ktopic {
+	char		*name;		/* owned; also pub's name */
+	bool		 blocked;	/* set its records aside until retry_us */
+	int64_t		 retry_us;	/* monotonic */
+	struct backoff	 bo;
+	uint64_t	*park;		/* seqs set aside, owned */
+	size_t		 npark, cappark;
+	int64_t		 log_us;	/* last log line (monotonic), 0: none */
+	uint64_t	 unlogged;	/* refusals since that line */
+};
+
+/* A refused record whose dead letter is not delivered yet: the original
+ * stays in the spool (in flight) until it is (contract §7, §5). */
+struct dlwait {
+	uint64_t	dl_seq;		/* the dead letter's spool seq */
+	uint64_t	orig_seq;	/* the original's */
+};
 
 struct ksink {
 	const struct cfg	*cfg;
@@ -104,6 +143,13 @@ struct ksink {
 	int64_t			 stall_log_us;
 	int64_t			 last_errlog_us;
 	uint64_t		 errs_since_log;
+	uint64_t		 max_msg;	/* the producer's message.max.bytes */
+	struct ktopic		*kt;		/* topics that refused, owned */
+	struct ksink_topic_refusals *ref;	/* parallel to kt, owned */
+	unsigned		 nkt, capkt;
+	unsigned		 nblocked;	/* kt[] with blocked set */
+	struct dlwait		*dlw;		/* owned */
+	size_t			 ndlw, capdlw;
 	struct ksink_stats	 stats;
 };
 
@@ -123,6 +169,28 @@ on_sigusr2(int sig)
 	(void)sig;
 	test_fatal = 1;
 }
+
+/*
+ * W2K_TEST_KILL_AFTER_DEAD_LETTER=1: right after a refused record's dead
+ * letter went into the spool, wait a second (the spool's thread removes
+ * segments that are done meanwhile) and die by SIGKILL, before the loop
+ * turn ends (the spool's write-behind is not written). A crash in that
+ * window must lose neither the record nor its dead letter
+ * (tests/integration/99-deadletter-crash.sh).
+ */
+static void
+test_after_dead_letter(void)
+{
+	const char *v = getenv("W2K_TEST_KILL_AFTER_DEAD_LETTER");
+
+	if (v == NULL || strcmp(v, "1") != 0)
+		return;
+	log_warn("kafka: test hook: SIGKILL after a dead letter");
+	sleep(1);
+	raise(SIGKILL);
+}
+#else
+static void test_after_dead_letter(void) { }
 #endif
 
 /* ---- produce ------------------------------------------------------------ */
@@ -180,6 +248,10 @@ produce_one(struct ksink *ks, const struct record *rec, uint64_t opaque)
 	return err;
 }
 
+/*
+ * Refused because of the record itself (contract §7): it becomes a dead
+ * letter. Nothing the operator can fix belongs here (see refusal_of()).
+ */
 static bool
 refused_for_good(rd_kafka_resp_err_t err)
 {
@@ -189,13 +261,280 @@ refused_for_good(rd_kafka_resp_err_t err)
 	case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
 	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
 	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
 	case RD_KAFKA_RESP_ERR__INVALID_ARG:
 		return true;
 	default:
 		return false;
 	}
+}
+
+/*
+ * Refused for a cause the operator can fix (contract §7): the topic's
+ * records wait in the spool and are tried again with backoff.
+ * @returns the reason, or KSINK_REF_COUNT for any other error.
+ */
+static enum ksink_refusal
+refusal_of(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		return KSINK_REF_TOPIC_AUTH;
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+		return KSINK_REF_CLUSTER_AUTH;
+	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+	case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+		return KSINK_REF_SASL_AUTH;
+	case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+		return KSINK_REF_UNKNOWN_TOPIC;
+	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		return KSINK_REF_INVALID_TOPIC;
+	default:
+		return KSINK_REF_COUNT;
+	}
+}
+
+static const char *const refusal_names[] = {
+	[KSINK_REF_TOPIC_AUTH] = "topic_authorization_failed",
+	[KSINK_REF_CLUSTER_AUTH] = "cluster_authorization_failed",
+	[KSINK_REF_SASL_AUTH] = "sasl_authentication_failed",
+	[KSINK_REF_UNKNOWN_TOPIC] = "unknown_topic",
+	[KSINK_REF_INVALID_TOPIC] = "invalid_topic",
+};
+
+const char *
+ksink_refusal_name(enum ksink_refusal why)
+{
+	return (unsigned)why < W2K_ARRAY_SIZE(refusal_names) ?
+	    refusal_names[why] : "?";
+}
+
+/* ---- topics that refuse records ------------------------------------------ */
+
+static uint32_t
+ksink_rand(void *ctx)
+{
+	struct ksink *ks = ctx;
+	uint32_t r = 0;
+
+	if (lws_get_random(ks->env->context, &r, sizeof(r)) != sizeof(r))
+		r = (uint32_t)w2k_mono_us();	/* jitter only; not security */
+	return r;
+}
+
+static struct ktopic *
+topic_find(struct ksink *ks, const char *name)
+{
+	for (unsigned i = 0; i < ks->nkt; i++)
+		if (strcmp(ks->kt[i].name, name) == 0)
+			return &ks->kt[i];
+	return NULL;
+}
+
+/* The entry for name, made on its first refusal; NULL without memory. */
+static struct ktopic *
+topic_get(struct ksink *ks, const char *name)
+{
+	struct ktopic *kt = topic_find(ks, name), *nkt;
+	struct ksink_topic_refusals *nref;
+	unsigned cap;
+	char *dup;
+
+	if (kt != NULL)
+		return kt;
+	if (ks->nkt == ks->capkt) {
+		cap = ks->capkt ? ks->capkt * 2 : 8;
+		if ((nkt = realloc(ks->kt, cap * sizeof(*nkt))) == NULL)
+			return NULL;
+		ks->kt = nkt;
+		if ((nref = realloc(ks->ref, cap * sizeof(*nref))) == NULL)
+			return NULL;
+		ks->ref = nref;
+		ks->capkt = cap;
+	}
+	if ((dup = strdup(name)) == NULL)
+		return NULL;
+	kt = &ks->kt[ks->nkt];
+	memset(kt, 0, sizeof(*kt));
+	memset(&ks->ref[ks->nkt], 0, sizeof(ks->ref[0]));
+	kt->name = dup;
+	backoff_init(&kt->bo, KSINK_REF_BO_INITIAL, KSINK_REF_BO_MAX);
+	ks->ref[ks->nkt].topic = dup;
+	ks->nkt++;
+	ks->stats.refusals = ks->ref;
+	ks->stats.nrefusals = ks->nkt;
+	return kt;
+}
+
+static struct ksink_topic_refusals *
+topic_pub(struct ksink *ks, const struct ktopic *kt)
+{
+	return &ks->ref[kt - ks->kt];
+}
+
+/*
+ * Set seq (taken from the spool: spool_sent() or in flight) aside until
+ * the topic's next retry. @returns 0, or W2K_ENOMEM (then the caller
+ * hands it back with spool_requeue()).
+ */
+static int
+topic_park(struct ksink *ks, struct ktopic *kt, uint64_t seq)
+{
+	if (kt->npark == kt->cappark) {
+		size_t cap = kt->cappark ? kt->cappark * 2 : 64;
+		uint64_t *p = realloc(kt->park, cap * sizeof(*p));
+
+		if (p == NULL)
+			return W2K_ENOMEM;
+		kt->park = p;
+		kt->cappark = cap;
+	}
+	kt->park[kt->npark++] = seq;
+	topic_pub(ks, kt)->waiting = kt->npark;
+	return 0;
+}
+
+/*
+ * The topic refused a record for a cause the operator can fix: count it,
+ * block the topic until its next retry (backoff), log once a minute.
+ */
+static void
+topic_refused(struct ksink *ks, struct ktopic *kt, rd_kafka_resp_err_t err,
+    enum ksink_refusal why)
+{
+	struct ksink_topic_refusals *pub = topic_pub(ks, kt);
+	int64_t now = w2k_mono_us(), delay;
+
+	pub->count[why]++;
+	pub->reason = why;
+	if (!pub->refused) {
+		pub->refused = true;
+		ks->stats.nrefused++;
+	}
+	kt->unlogged++;
+	if (!kt->blocked) {
+		kt->blocked = true;
+		ks->nblocked++;
+		delay = backoff_next(&kt->bo, false, ksink_rand, ks);
+		kt->retry_us = now + delay;
+	}
+	if (kt->log_us != 0 && now - kt->log_us < KSINK_REFLOG_US)
+		return;
+	log_err("kafka: topic %s refuses records: %s (%s; %" PRIu64
+	    " refusal%s since the last line): its records wait in the spool "
+	    "and are tried again in %.1f s, the other topics flow",
+	    kt->name, rd_kafka_err2str(err), ksink_refusal_name(why),
+	    kt->unlogged, kt->unlogged == 1 ? "" : "s",
+	    (double)(kt->retry_us - now) / 1e6);
+	kt->log_us = now;
+	kt->unlogged = 0;
+}
+
+static int
+cmp_seq(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The backoff ended: what was set aside is produced again, oldest first. */
+static void
+topic_release(struct ksink *ks, struct ktopic *kt)
+{
+	kt->blocked = false;
+	ks->nblocked--;
+	if (kt->npark > 1)
+		qsort(kt->park, kt->npark, sizeof(*kt->park), cmp_seq);
+	for (size_t i = 0; i < kt->npark; i++)
+		spool_requeue(ks->sp, kt->park[i]);
+	kt->npark = 0;
+	topic_pub(ks, kt)->waiting = 0;
+}
+
+/* Every tick: topics whose backoff ended. */
+static void
+topics_retry(struct ksink *ks)
+{
+	int64_t now;
+
+	if (ks->nblocked == 0)
+		return;
+	now = w2k_mono_us();
+	for (unsigned i = 0; i < ks->nkt; i++)
+		if (ks->kt[i].blocked && now >= ks->kt[i].retry_us)
+			topic_release(ks, &ks->kt[i]);
+}
+
+/* A record of topic was delivered: if it was refusing, it is not now. */
+static void
+topic_delivered(struct ksink *ks, const char *topic)
+{
+	struct ktopic *kt;
+	struct ksink_topic_refusals *pub;
+
+	if (ks->stats.nrefused == 0 || (kt = topic_find(ks, topic)) == NULL)
+		return;
+	pub = topic_pub(ks, kt);
+	if (!pub->refused)
+		return;
+	pub->refused = false;
+	ks->stats.nrefused--;
+	backoff_reset(&kt->bo);
+	kt->log_us = 0;
+	log_notice("kafka: topic %s takes records again", kt->name);
+}
+
+/*
+ * The producer is gone (spool_rewind() hands back everything in flight,
+ * what was set aside included): forget the parked seqs and the blocks;
+ * the new producer finds out for itself. The counters stay.
+ */
+static void
+topics_forget(struct ksink *ks)
+{
+	for (unsigned i = 0; i < ks->nkt; i++) {
+		ks->kt[i].blocked = false;
+		ks->kt[i].npark = 0;
+		ks->ref[i].waiting = 0;
+	}
+	ks->nblocked = 0;
+	ks->ndlw = 0;
+}
+
+/*
+ * A record refused for a cause the operator can fix (refusal why): set
+ * aside (seq in flight in the spool, or a record that is not in the spool:
+ * appended to it now), its topic blocked.
+ */
+static int store(struct ksink *ks, const struct record *rec);
+
+static void
+set_aside(struct ksink *ks, const char *topic, uint64_t seq, bool spooled,
+    const struct record *unspooled_rec, rd_kafka_resp_err_t err,
+    enum ksink_refusal why)
+{
+	struct ktopic *kt = topic_get(ks, topic);
+
+	if (kt == NULL) {
+		log_err("kafka: out of memory setting a record of %s aside: "
+		    "producing it again", topic);
+		if (spooled)
+			spool_requeue(ks->sp, seq);
+		else if (unspooled_rec != NULL)
+			store(ks, unspooled_rec);
+		return;
+	}
+	topic_refused(ks, kt, err, why);
+	if (!spooled) {
+		/* Into the spool: drain() sets it aside from there. */
+		if (unspooled_rec != NULL)
+			store(ks, unspooled_rec);
+		return;
+	}
+	if (topic_park(ks, kt, seq) != 0)
+		spool_requeue(ks->sp, seq);
 }
 
 /* One log line per KSINK_ERRLOG_US at most, with the count in between. */
@@ -216,21 +555,28 @@ log_failure(struct ksink *ks, const char *topic, rd_kafka_resp_err_t err,
 	ks->errs_since_log = 0;
 }
 
+/*
+ * Whether rec is a dead letter (wsi2kafka.deadletter/1) rather than an
+ * event: the spool keeps the flag; a record rebuilt from a delivery report
+ * has only its value, which a dead letter always starts so (norm.c).
+ */
 static bool
-size_refusal(rd_kafka_resp_err_t err)
+is_dead_letter(const struct record *rec)
 {
-	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-	    err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE ||
-	    err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+	static const char pre[] = "{\"schema\":\"wsi2kafka.deadletter/1\"";
+
+	return rec->dead || (rec->value_len >= sizeof(pre) - 1 &&
+	    memcmp(rec->value, pre, sizeof(pre) - 1) == 0);
 }
 
 /*
- * A record the broker (or librdkafka's own limits) refuses for good.
- * An event becomes a dead letter on the dead-letter topic, carrying the
- * original value as "raw" — cut to KSINK_DL_SMALL bytes when the refusal
- * was about size, so that the dead letter itself fits. A dead letter that
- * is refused for good has nowhere left to go: it is logged with its id and
- * dropped, rather than retried forever.
+ * A record refused for good, for a cause in the record itself (too large,
+ * invalid). An event — a no-route event on the dead-letter topic included —
+ * becomes a dead letter on the dead-letter topic carrying its value as
+ * "raw", the first NORM_DL_RAW_MAX (64 KiB) bytes of it (contract §5), or
+ * less when the producer's own message.max.bytes (an operator's setting)
+ * would refuse that too. A dead letter refused for good has nowhere left
+ * to go: it is logged with its id and dropped, counted.
  * @param rec borrowed; not kept.
  * @param dl  out, when 1 is returned: the dead letter (topic set), owned
  *            by the caller.
@@ -253,18 +599,29 @@ dead_letter_for(struct ksink *ks, const struct record *rec,
 		else if (strcmp(name, "ce_id") == 0)
 			id = value;
 	}
-	if (strcmp(rec->topic, ks->cfg->kafka.dead_letter_topic) == 0) {
+	if (is_dead_letter(rec)) {
 		log_err("kafka: %s refused dead letter %s for good (%s): "
 		    "dropped", rec->topic, id, rd_kafka_err2str(err));
 		ks->stats.dropped++;
 		return 0;
 	}
-	if (size_refusal(err) && len > KSINK_DL_SMALL)
-		len = KSINK_DL_SMALL;
-	if (norm_dead_letter(pbx, rd_kafka_err2name(err),
-	    (const unsigned char *)rec->value, len, len < rec->value_len,
-	    rec->received_us, dl) != 0 ||
-	    (dl->topic = strdup(ks->cfg->kafka.dead_letter_topic)) == NULL) {
+	for (;;) {
+		if (norm_dead_letter(pbx, rd_kafka_err2name(err),
+		    (const unsigned char *)rec->value, len,
+		    len < rec->value_len, rec->received_us, dl) != 0) {
+			log_err("kafka: out of memory building a dead letter");
+			return W2K_ENOMEM;
+		}
+		/* norm cut raw to NORM_DL_RAW_MAX; escaping may have grown
+		 * it past a small message.max.bytes: cut further then. */
+		if (ks->max_msg == 0 || dl->value_len + dl->key_len +
+		    dl->hdrs_len + KSINK_WIRE_SLACK <= ks->max_msg ||
+		    len < 64)
+			break;
+		record_clear(dl);
+		len = (len < NORM_DL_RAW_MAX ? len : NORM_DL_RAW_MAX) / 2;
+	}
+	if ((dl->topic = strdup(ks->cfg->kafka.dead_letter_topic)) == NULL) {
 		record_clear(dl);
 		log_err("kafka: out of memory building a dead letter");
 		return W2K_ENOMEM;
@@ -297,25 +654,112 @@ produce_unspooled(struct ksink *ks, const struct record *rec)
 	return W2K_EIO;
 }
 
-/* Into the spool (or, failing that, directly to librdkafka). */
+/*
+ * Into the spool (or, failing that, directly to librdkafka): *seqp is its
+ * seq on 0, else 0. The spool's write-behind is written out at the end of
+ * this loop turn (flush_due), also when this runs from a delivery report
+ * rather than ksink_produce().
+ */
 static int
-store(struct ksink *ks, const struct record *rec)
+store_seq(struct ksink *ks, const struct record *rec, uint64_t *seqp)
 {
-	uint64_t seq;
-	int r = spool_append(ks->sp, rec, &seq);
+	int r = spool_append(ks->sp, rec, seqp);
 
+	if (r == 0) {
+		ks->flush_due = true;
+		return 0;
+	}
+	*seqp = 0;
 	/* W2K_EFULL: on_full dropped it, counted and logged by the spool. */
-	if (r == 0 || r == W2K_EFULL)
+	if (r == W2K_EFULL)
 		return r;
 	return produce_unspooled(ks, rec);
 }
 
-/* Records from the spool to librdkafka, at most budget of them. */
+static int
+store(struct ksink *ks, const struct record *rec)
+{
+	uint64_t seq;
+	return store_seq(ks, rec, &seq);
+}
+
+static void arm_sync(struct ksink *ks, int64_t in);
+
+/* The original waits for its dead letter: acked when that is delivered. */
+static int
+dlwait_add(struct ksink *ks, uint64_t dl_seq, uint64_t orig_seq)
+{
+	if (ks->ndlw == ks->capdlw) {
+		size_t cap = ks->capdlw ? ks->capdlw * 2 : 16;
+		struct dlwait *p = realloc(ks->dlw, cap * sizeof(*p));
+
+		if (p == NULL)
+			return W2K_ENOMEM;
+		ks->dlw = p;
+		ks->capdlw = cap;
+	}
+	ks->dlw[ks->ndlw].dl_seq = dl_seq;
+	ks->dlw[ks->ndlw].orig_seq = orig_seq;
+	ks->ndlw++;
+	return 0;
+}
+
+/* Record seq left the spool: if it was a dead letter, its original too. */
+static void
+dlwait_done(struct ksink *ks, uint64_t seq)
+{
+	for (size_t i = 0; i < ks->ndlw; i++) {
+		if (ks->dlw[i].dl_seq != seq)
+			continue;
+		spool_ack(ks->sp, ks->dlw[i].orig_seq, NULL);
+		ks->dlw[i] = ks->dlw[--ks->ndlw];
+		return;
+	}
+}
+
+/*
+ * After dead_letter_for() returned r for the record seq (taken from the
+ * spool, or not in it: !spooled): its dead letter dl (r == 1) goes into
+ * the spool, and the original is acked only once the dead letter is
+ * delivered (dlwait_done()), so that a crash at any point leaves one of
+ * them in the spool, whatever spool.fsync says: both survive, the
+ * original to be refused (and dead-lettered, with the same id) again.
+ * Without a seq for the dead letter (not spooled) or memory for the wait,
+ * the original is acked now, as a dead letter dropped (r == 0) is.
+ */
+static void
+refused_done(struct ksink *ks, int r, struct record *dl, uint64_t seq,
+    bool spooled)
+{
+	uint64_t dseq = 0;
+
+	if (r == 1) {
+		store_seq(ks, dl, &dseq);
+		record_clear(dl);
+		/* The group commit is due now, not at the next append. */
+		arm_sync(ks, spool_tick(ks->sp));
+		test_after_dead_letter();
+		if (spooled && dseq != 0 && dlwait_add(ks, dseq, seq) == 0)
+			return;
+	}
+	if (spooled) {
+		spool_ack(ks->sp, seq, NULL);
+		dlwait_done(ks, seq);
+	}
+}
+
+/*
+ * Records from the spool to librdkafka, at most budget of them. A record
+ * of a topic that refuses records is set aside (set_aside()), and the
+ * next one is taken: one topic never holds up the others.
+ */
 static void
 drain(struct ksink *ks, unsigned budget)
 {
 	const struct record *rec;
+	enum ksink_refusal why;
 	rd_kafka_resp_err_t err;
+	struct ktopic *kt;
 	struct record dl;
 	uint64_t seq;
 	int r;
@@ -324,6 +768,15 @@ drain(struct ksink *ks, unsigned budget)
 		if (spool_next(ks->sp, &rec, &seq) != 0) {
 			set_stalled(ks, false);		/* nothing waits */
 			return;
+		}
+		if (ks->nblocked > 0 && (kt = topic_find(ks, rec->topic)) !=
+		    NULL && kt->blocked) {
+			spool_sent(ks->sp, seq);
+			if (topic_park(ks, kt, seq) != 0) {
+				spool_requeue(ks->sp, seq);
+				return;		/* no memory: next tick */
+			}
+			continue;
 		}
 		err = produce_one(ks, rec, seq);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -334,8 +787,21 @@ drain(struct ksink *ks, unsigned budget)
 			spool_sent(ks->sp, seq);
 			continue;
 		}
+		if ((why = refusal_of(err)) != KSINK_REF_COUNT) {
+			char *topic = strdup(rec->topic);
+
+			spool_sent(ks->sp, seq);
+			if (topic == NULL) {
+				spool_requeue(ks->sp, seq);
+				return;
+			}
+			set_aside(ks, topic, seq, true, NULL, err, why);
+			free(topic);
+			continue;
+		}
 		if (!refused_for_good(err)) {
-			/* Unknown topic, fatal state…: try on the next tick. */
+			/* The producer's fatal state…: try on the next tick
+			 * (a rebuild is under way). */
 			log_failure(ks, rec->topic, err, "kept for retry");
 			return;
 		}
@@ -344,10 +810,7 @@ drain(struct ksink *ks, unsigned budget)
 		if ((r = dead_letter_for(ks, rec, err, &dl)) < 0)
 			return;
 		spool_sent(ks->sp, seq);
-		if (r == 1)
-			store(ks, &dl);
-		spool_ack(ks->sp, seq, NULL);
-		record_clear(&dl);
+		refused_done(ks, r, &dl, seq, true);
 	}
 }
 
@@ -482,11 +945,7 @@ count_topic(struct ksink *ks, const char *topic)
 	st->topic_produced[i]++;	/* i == ntopics: the "other" slot */
 }
 
-/*
- * A failed record refused for good: its dead letter goes into the spool
- * before the original is acked, so a crash in between leaves both (a
- * duplicate) rather than neither.
- */
+/* A failed record refused for good: see refused_done(). */
 static void
 refused_in_report(struct ksink *ks, const rd_kafka_message_t *rkm,
     uint64_t seq, bool spooled, int64_t received_us)
@@ -496,20 +955,16 @@ refused_in_report(struct ksink *ks, const rd_kafka_message_t *rkm,
 
 	if (record_from_msg(&rec, rkm, received_us) != 0 ||
 	    (r = dead_letter_for(ks, &rec, rkm->err, &dl)) < 0) {
-		record_clear(&rec);
 		log_err("kafka: out of memory handling a refused record: "
 		    "producing it again");
 		if (spooled)
 			spool_requeue(ks->sp, seq);
-		else
+		else if (rec.topic != NULL)
 			store(ks, &rec);
+		record_clear(&rec);
 		return;
 	}
-	if (r == 1)
-		store(ks, &dl);
-	if (spooled)
-		spool_ack(ks->sp, seq, NULL);
-	record_clear(&dl);
+	refused_done(ks, r, &dl, seq, spooled);
 	record_clear(&rec);
 }
 
@@ -522,6 +977,7 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 	uint64_t seq = spooled ? op : 0;
 	int64_t us = spooled ? spool_received_us(ks->sp, seq) :
 	    (int64_t)(op & ~OPAQUE_UNSPOOLED);
+	enum ksink_refusal why;
 	struct record rec;
 	int64_t lat;
 
@@ -539,13 +995,33 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		if ((lat = rd_kafka_message_latency(rkm)) >= 0)
 			histo_observe(&ks->stats.ack_latency,
 			    (double)lat / 1e6);
-		if (spooled)
+		topic_delivered(ks, rd_kafka_topic_name(rkm->rkt));
+		if (spooled) {
 			spool_ack(ks->sp, seq, NULL);
+			if (ks->ndlw > 0)
+				dlwait_done(ks, seq);
+		}
 		return;
 	}
 	ks->stats.failed[classify_failure(rkm->err)]++;
 	if (refused_for_good(rkm->err)) {
 		refused_in_report(ks, rkm, seq, spooled, us);
+		return;
+	}
+	if ((why = refusal_of(rkm->err)) != KSINK_REF_COUNT) {
+		if (spooled) {
+			set_aside(ks, rd_kafka_topic_name(rkm->rkt), seq, true,
+			    NULL, rkm->err, why);
+			return;
+		}
+		if (record_from_msg(&rec, rkm, us) != 0) {
+			log_err("kafka: out of memory producing a record "
+			    "again: record lost");
+			ks->stats.dropped++;
+			return;
+		}
+		set_aside(ks, rec.topic, 0, false, &rec, rkm->err, why);
+		record_clear(&rec);
 		return;
 	}
 	log_failure(ks, rd_kafka_topic_name(rkm->rkt), rkm->err,
@@ -716,7 +1192,9 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 	const struct cfg_kafka *kc = &cfg->kafka;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *rk;
-	char errstr[512];
+	char errstr[512], num[32];
+	uint64_t max_msg;
+	size_t size;
 	int r = 0;
 
 	/*
@@ -737,6 +1215,21 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 	r |= conf_set(conf, "log.queue", "true");
 	r |= conf_set(conf, "client.id", "wsi2kafka");
 	r |= conf_set(conf, "statistics.interval.ms", "5000");	/* stats_cb */
+	/*
+	 * A valid frame's record must fit (contract §5: max_frame), and
+	 * librdkafka's local queue must hold two of them. The operator's
+	 * properties, set after, still win.
+	 */
+	max_msg = ksink_message_max_bytes(cfg);
+	if (max_msg != 0) {
+		snprintf(num, sizeof(num), "%" PRIu64, max_msg);
+		r |= conf_set(conf, "message.max.bytes", num);
+		if (max_msg / 1024 * 2 > 16384) {
+			snprintf(num, sizeof(num), "%" PRIu64,
+			    max_msg / 1024 * 2);
+			r |= conf_set(conf, "queue.buffering.max.kbytes", num);
+		}
+	}
 	for (size_t i = 0; i < kc->prop_names.n; i++)
 		r |= conf_set(conf, kc->prop_names.v[i], kc->prop_values.v[i]);
 	r |= conf_set(conf, "bootstrap.servers", kc->brokers);
@@ -744,6 +1237,11 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 		rd_kafka_conf_destroy(conf);
 		return W2K_EINVAL;
 	}
+	/* What librdkafka will enforce: dead letters are cut to fit it. */
+	size = sizeof(num);
+	if (rd_kafka_conf_get(conf, "message.max.bytes", num, &size) ==
+	    RD_KAFKA_CONF_OK)
+		max_msg = strtoull(num, NULL, 10);
 	rd_kafka_conf_set_opaque(conf, ks);
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
@@ -758,8 +1256,32 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 	/* conf is owned by rk now. Logs go to the main queue we poll. */
 	rd_kafka_set_log_queue(rk, NULL);
 	queue_events(ks, rk, true);
+	ks->max_msg = max_msg;
 	*rkp = rk;
 	return 0;
+}
+
+uint64_t
+ksink_message_max_bytes(const struct cfg *cfg)
+{
+	const struct cfg_kafka *kc = &cfg->kafka;
+	uint64_t frame = 0, v;
+	char *end;
+
+	for (size_t i = 0; i < kc->prop_names.n; i++) {
+		if (strcmp(kc->prop_names.v[i], "message.max.bytes") != 0)
+			continue;
+		errno = 0;
+		v = strtoull(kc->prop_values.v[i], &end, 10);
+		return errno == 0 && end != kc->prop_values.v[i] &&
+		    *end == '\0' ? v : 0;
+	}
+	for (size_t i = 0; i < cfg->npbx; i++)
+		if (cfg->pbx[i].max_frame > frame)
+			frame = cfg->pbx[i].max_frame;
+	v = frame + frame / 4 + KSINK_ENVELOPE;
+	/* librdkafka's range is 1000 .. 1,000,000,000; its default 1e6. */
+	return v < 1000000 ? 1000000 : v > 1000000000 ? 1000000000 : v;
 }
 
 static int
@@ -789,6 +1311,7 @@ producer_destroy(struct ksink *ks)
 	ks->rk = NULL;
 	ks->destroying = false;
 	spool_rewind(ks->sp);
+	topics_forget(ks);
 }
 
 /* After a fatal error: a new producer, and everything in flight again. */
@@ -846,6 +1369,7 @@ serve(struct ksink *ks)
 		    "injected by test");
 	}
 #endif
+	topics_retry(ks);
 	drain(ks, KSINK_DRAIN_TICK);
 	arm_sync(ks, spool_tick(ks->sp));
 	update_pending(ks);
@@ -940,6 +1464,7 @@ ksink_reconfigure(struct ksink *ks, const struct cfg *cfg)
 	rd_kafka_t *rk = NULL;
 
 	if (strcmp(o->brokers, n->brokers) != 0 ||
+	    ksink_message_max_bytes(ks->cfg) != ksink_message_max_bytes(cfg) ||
 	    !strv_equal(&o->prop_names, &n->prop_names) ||
 	    !strv_equal(&o->prop_values, &n->prop_values)) {
 		/* The new producer first: refused, nothing has changed. */
@@ -1039,6 +1564,13 @@ ksink_free(struct ksink *ks)
 	lws_sul_cancel(&ks->sul_rebuild);
 	/* What librdkafka held goes back to the spool, which keeps it. */
 	producer_destroy(ks);
+	for (unsigned i = 0; i < ks->nkt; i++) {
+		free(ks->kt[i].name);
+		free(ks->kt[i].park);
+	}
+	free(ks->kt);
+	free(ks->ref);
+	free(ks->dlw);
 	free(ks);
 }
 

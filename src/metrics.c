@@ -344,6 +344,27 @@ render_kafka(struct out *o, const struct ksink_stats *ks)
 		U64(o, "wsi2kafka_records_failed_total", s->failed[r],
 		    { "reason", ksink_fail_name((enum ksink_fail)r) });
 
+	/* Topics appear on their first refusal (they are configured
+	 * topics, so the label set stays bounded). */
+	family(o, "wsi2kafka_kafka_refusals_total", "counter",
+	    "Records a topic refused for a cause the operator can fix "
+	    "(missing ACL, unknown topic, ...), by topic and reason: they "
+	    "wait in the spool and are produced again with backoff.");
+	for (unsigned i = 0; i < s->nrefusals; i++)
+		for (unsigned r = 0; r < KSINK_REF_COUNT; r++)
+			U64(o, "wsi2kafka_kafka_refusals_total",
+			    s->refusals[i].count[r],
+			    { "topic", s->refusals[i].topic },
+			    { "reason", ksink_refusal_name(
+			    (enum ksink_refusal)r) });
+	family(o, "wsi2kafka_kafka_topic_refusing", "gauge",
+	    "1 while the topic refuses records (its last attempt was "
+	    "refused, none delivered since), else 0.");
+	for (unsigned i = 0; i < s->nrefusals; i++)
+		U64(o, "wsi2kafka_kafka_topic_refusing",
+		    s->refusals[i].refused ? 1 : 0,
+		    { "topic", s->refusals[i].topic });
+
 	family(o, "wsi2kafka_records_retried_total", "counter",
 	    "Records produced again after a failed delivery.");
 	sample_u64(o, "wsi2kafka_records_retried_total", NULL, 0, s->retried);
@@ -556,7 +577,8 @@ metrics_readyz_view(struct metrics_buf *b, const struct metrics_view *v,
     bool *ready)
 {
 	struct out o = { b, 0 };
-	bool ok = v->ks == NULL || v->ks->up, first = true;
+	bool ok = v->ks == NULL || (v->ks->up && v->ks->nrefused == 0);
+	bool first = true;
 
 	for (size_t i = 0; i < v->npbx; i++)
 		ok = ok && v->pbx[i].state == PBX_SUBSCRIBED;
@@ -584,8 +606,27 @@ metrics_readyz_view(struct metrics_buf *b, const struct metrics_view *v,
 	 * verdict, and a body must not contradict itself.
 	 */
 	text(&o, v->ks == NULL ? "],\"kafka\":{\"enabled\":false}}\n" :
-	    v->ks->up ? "],\"kafka\":{\"enabled\":true,\"reachable\":true}}\n" :
-	    "],\"kafka\":{\"enabled\":true,\"reachable\":false}}\n");
+	    v->ks->up ? "],\"kafka\":{\"enabled\":true,\"reachable\":true" :
+	    "],\"kafka\":{\"enabled\":true,\"reachable\":false");
+	if (v->ks != NULL) {
+		/* Topics refusing records (contract §7, §8), with why. */
+		text(&o, ",\"refused_topics\":[");
+		first = true;
+		for (unsigned i = 0; i < v->ks->nrefusals; i++) {
+			const struct ksink_topic_refusals *t =
+			    &v->ks->refusals[i];
+
+			if (!t->refused)
+				continue;
+			text(&o, first ? "{\"topic\":" : ",{\"topic\":");
+			json_str(&o, t->topic);
+			text(&o, ",\"reason\":");
+			json_str(&o, ksink_refusal_name(t->reason));
+			text(&o, "}");
+			first = false;
+		}
+		text(&o, "]}}\n");
+	}
 	*ready = ok;
 	return o.err;
 }

@@ -26,6 +26,24 @@
  *   downall | upall        every broker
  *   create TOPIC PARTS     new topic, replication factor min(3, N)
  *   rtt ID MS              add MS milliseconds of latency to broker ID
+ *   topic_error TOPIC ERR  every Metadata answer about TOPIC carries ERR
+ *                          (rd_kafka_mock_topic_set_error()): a missing
+ *                          ACL (TOPIC_AUTHORIZATION_FAILED) or a topic
+ *                          that does not exist (UNKNOWN_TOPIC_OR_PART);
+ *                          NO_ERROR lifts it. ERR is librdkafka's error
+ *                          name without RD_KAFKA_RESP_ERR_ (as
+ *                          rd_kafka_err2name() prints it), or a number.
+ *   request_errors KEY ERR N   the next N requests of Kafka API key KEY
+ *                          (0 Produce, 3 Metadata, 22 InitProducerId...)
+ *                          to any broker fail with ERR
+ *                          (rd_kafka_mock_push_request_errors_array()).
+ *   broker_errors ID KEY ERR N  the same for broker ID only: with "leader",
+ *                          a refusal of one topic (the mock has no ACLs;
+ *                          a Produce request fails as a whole, so the
+ *                          topic must be the only one its broker leads)
+ *   leader TOPIC ID        broker ID leads every partition of TOPIC
+ *                          (--partitions of them); the client learns it
+ *                          at its next metadata refresh
  *   ping                   does nothing (lets a test wait for kmock)
  *   quit                   exit 0
  *
@@ -110,7 +128,9 @@ usage(FILE *fp)
 	    "usage: kmock [--brokers N] [--partitions P] [--topics t1,t2,...]\n"
 	    "             [--bootstrap-file FILE] [--control FIFO]\n"
 	    "commands (FIFO or stdin): down ID | up ID | downall | upall |\n"
-	    "             create TOPIC PARTS | rtt ID MS | ping | quit\n");
+	    "             create TOPIC PARTS | rtt ID MS | topic_error TOPIC ERR |\n"
+	    "             request_errors APIKEY ERR N |\n"
+	    "             broker_errors ID APIKEY ERR N | leader TOPIC ID | ping | quit\n");
 }
 
 static int
@@ -203,6 +223,27 @@ create_topic(rd_kafka_mock_cluster_t *mc, const char *topic, int parts,
 	return 0;
 }
 
+/* A librdkafka error by name ("TOPIC_AUTHORIZATION_FAILED") or number. */
+static int
+parse_err(const char *s, rd_kafka_resp_err_t *out)
+{
+	const struct rd_kafka_err_desc *d;
+	size_t n;
+	int v;
+
+	if (parse_int(s, -200, 200, &v) == 0) {
+		*out = (rd_kafka_resp_err_t)v;
+		return 0;
+	}
+	rd_kafka_get_err_descs(&d, &n);
+	for (size_t i = 0; i < n; i++)
+		if (d[i].name != NULL && strcmp(d[i].name, s) == 0) {
+			*out = d[i].code;
+			return 0;
+		}
+	return -1;
+}
+
 static int
 set_broker(rd_kafka_mock_cluster_t *mc, int id, int up, char *why,
     size_t whylen)
@@ -226,14 +267,14 @@ set_broker(rd_kafka_mock_cluster_t *mc, int id, int up, char *why,
 static int
 run_command(rd_kafka_mock_cluster_t *mc, const struct opts *o, char *line)
 {
-	char *argv[4], *save = NULL, *tok, norm[KMOCK_LINE_MAX];
+	char *argv[5], *save = NULL, *tok, norm[KMOCK_LINE_MAX];
 	char why[256] = "";
 	int argc = 0, id, n, i, rc = -1;
 	size_t off = 0;
 
 	for (tok = strtok_r(line, " \t\r", &save); tok != NULL;
 	    tok = strtok_r(NULL, " \t\r", &save)) {
-		if (argc == 4) {
+		if (argc == 5) {
 			printf("ERR %s: too many arguments\n", argv[0]);
 			return 0;
 		}
@@ -284,13 +325,77 @@ run_command(rd_kafka_mock_cluster_t *mc, const struct opts *o, char *line)
 			else
 				snprintf(why, sizeof(why), "set_rtt failed");
 		}
+	} else if (strcmp(argv[0], "topic_error") == 0 && argc == 3) {
+		rd_kafka_resp_err_t err;
+
+		if (parse_err(argv[2], &err) == -1) {
+			snprintf(why, sizeof(why), "unknown error %s", argv[2]);
+		} else {
+			mock_settle();
+			rd_kafka_mock_topic_set_error(mc, argv[1], err);
+			rc = 0;
+		}
+	} else if (strcmp(argv[0], "request_errors") == 0 && argc == 4) {
+		rd_kafka_resp_err_t err, *v;
+
+		if (parse_int(argv[1], 0, 100, &id) == -1 ||
+		    parse_err(argv[2], &err) == -1 ||
+		    parse_int(argv[3], 1, 100000, &n) == -1) {
+			snprintf(why, sizeof(why), "usage: request_errors "
+			    "APIKEY(0..100) ERR N(1..100000)");
+		} else if ((v = calloc((size_t)n, sizeof(*v))) == NULL) {
+			snprintf(why, sizeof(why), "out of memory");
+		} else {
+			for (i = 0; i < n; i++)
+				v[i] = err;
+			mock_settle();
+			rd_kafka_mock_push_request_errors_array(mc,
+			    (int16_t)id, (size_t)n, v);
+			free(v);
+			rc = 0;
+		}
+	} else if (strcmp(argv[0], "broker_errors") == 0 && argc == 5) {
+		int key;
+		rd_kafka_resp_err_t err;
+
+		if (parse_int(argv[1], 1, o->brokers, &id) == -1 ||
+		    parse_int(argv[2], 0, 100, &key) == -1 ||
+		    parse_err(argv[3], &err) == -1 ||
+		    parse_int(argv[4], 1, 100000, &n) == -1) {
+			snprintf(why, sizeof(why), "usage: broker_errors "
+			    "ID(1..%d) APIKEY(0..100) ERR N(1..100000)",
+			    o->brokers);
+		} else {
+			mock_settle();
+			for (rc = 0, i = 0; i < n && rc == 0; i++)
+				if (rd_kafka_mock_broker_push_request_error_rtts(
+				    mc, id, (int16_t)key, 1, err, 0) != 0) {
+					snprintf(why, sizeof(why), "failed");
+					rc = -1;
+				}
+		}
+	} else if (strcmp(argv[0], "leader") == 0 && argc == 3) {
+		if (parse_int(argv[2], 1, o->brokers, &id) == -1) {
+			snprintf(why, sizeof(why), "broker id must be 1..%d",
+			    o->brokers);
+		} else {
+			mock_settle();
+			for (rc = 0, i = 0; i < o->partitions && rc == 0; i++)
+				if (rd_kafka_mock_partition_set_leader(mc,
+				    argv[1], i, id) != 0) {
+					snprintf(why, sizeof(why), "failed");
+					rc = -1;
+				}
+		}
 	} else if ((strcmp(argv[0], "ping") == 0 ||
 	    strcmp(argv[0], "quit") == 0) && argc == 1) {
 		rc = 0;
 	} else {
 		snprintf(why, sizeof(why), "unknown command or wrong arguments"
 		    " (down ID, up ID, downall, upall, create TOPIC PARTS,"
-		    " rtt ID MS, ping, quit)");
+		    " rtt ID MS, topic_error TOPIC ERR,"
+		    " request_errors APIKEY ERR N, broker_errors ID APIKEY ERR N,"
+		    " leader TOPIC ID, ping, quit)");
 	}
 
 	if (rc == 0)
