@@ -259,7 +259,7 @@ metrics__render_view__help_and_type_for_every_family(void **state)
 	helps = count_prefix(t, "# HELP ");
 	types = count_prefix(t, "# TYPE ");
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 28);
+	assert_int_equal(helps, 30);
 	for (const char *p = strstr(t, "# TYPE "); p != NULL;
 	    p = strstr(p + 1, "\n# TYPE ")) {
 		const char *line = *p == '\n' ? p + 1 : p;
@@ -308,7 +308,7 @@ metrics__render_view__dry_run_renders_zeros(void **state)
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_count 0");
 	assert_line(t, "wsi2kafka_spool_records 0");
 	assert_line(t, "wsi2kafka_spool_oldest_age_seconds 0");
-	assert_int_equal(count_prefix(t, "# HELP "), 28);
+	assert_int_equal(count_prefix(t, "# HELP "), 30);
 }
 
 /* A configured topic literally named "other" absorbs the other slot. */
@@ -415,6 +415,70 @@ metrics__readyz_view__names_what_is_not_ready(void **state)
 	cJSON_Delete(j);
 }
 
+/*
+ * A topic refusing records (contract §7, §8): counted by topic and reason
+ * (every reason of a topic that refused once), the gauge, and /readyz 503
+ * naming the topic with its reason; a topic that refused before but takes
+ * records now keeps its counts and does not make /readyz 503.
+ */
+static void
+metrics__refusals__counted_and_named_by_readyz(void **state)
+{
+	struct fixture *f = *state;
+	struct ksink_topic_refusals ref[2];
+	cJSON *j, *rt;
+	bool ready;
+	const char *t;
+
+	memset(ref, 0, sizeof(ref));
+	ref[0].topic = "portsip.calls";
+	ref[0].count[KSINK_REF_TOPIC_AUTH] = 4;
+	ref[0].refused = true;
+	ref[0].reason = KSINK_REF_TOPIC_AUTH;
+	ref[1].topic = "portsip.deadletter";
+	ref[1].count[KSINK_REF_UNKNOWN_TOPIC] = 2;
+	f->ks.refusals = ref;
+	f->ks.nrefusals = 2;
+	f->ks.nrefused = 1;
+	f->pbx[1].state = PBX_SUBSCRIBED;
+
+	assert_int_equal(metrics_render_view(&f->b, &f->v), 0);
+	t = f->b.p;
+	assert_line(t, "wsi2kafka_kafka_refusals_total{topic=\"portsip.calls\","
+	    "reason=\"topic_authorization_failed\"} 4");
+	assert_line(t, "wsi2kafka_kafka_refusals_total{topic=\"portsip.calls\","
+	    "reason=\"unknown_topic\"} 0");
+	assert_line(t, "wsi2kafka_kafka_refusals_total{topic=\"portsip."
+	    "deadletter\",reason=\"unknown_topic\"} 2");
+	assert_int_equal(count_prefix(t, "wsi2kafka_kafka_refusals_total{"),
+	    2 * KSINK_REF_COUNT);
+	assert_line(t, "wsi2kafka_kafka_topic_refusing{topic=\"portsip.calls\"} 1");
+	assert_line(t, "wsi2kafka_kafka_topic_refusing{topic=\"portsip."
+	    "deadletter\"} 0");
+
+	j = readyz(f, &ready);
+	assert_false(ready);
+	rt = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "kafka"),
+	    "refused_topics");
+	assert_int_equal(cJSON_GetArraySize(rt), 1);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(rt, 0),
+	    "topic")->valuestring, "portsip.calls");
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(rt, 0),
+	    "reason")->valuestring, "topic_authorization_failed");
+	cJSON_Delete(j);
+
+	/* It takes records again: ready; the counts stay. */
+	ref[0].refused = false;
+	f->ks.nrefused = 0;
+	j = readyz(f, &ready);
+	assert_true(ready);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(
+	    cJSON_GetObjectItem(j, "kafka"), "refused_topics")), 0);
+	cJSON_Delete(j);
+	f->ks.refusals = NULL;
+	f->ks.nrefusals = 0;
+}
+
 /* The live path with nothing live: no session, no producer, no spool. */
 static void
 metrics__render__live_objects_absent(void **state)
@@ -460,6 +524,9 @@ main(void)
 		    metrics__render_view__bound_gives_efull, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    metrics__readyz_view__names_what_is_not_ready, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    metrics__refusals__counted_and_named_by_readyz, setup,
 		    teardown),
 		cmocka_unit_test(metrics__render__live_objects_absent),
 	};
