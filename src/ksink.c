@@ -486,6 +486,17 @@ topic_delivered(struct ksink *ks, const char *topic)
 	log_notice("kafka: topic %s takes records again", kt->name);
 }
 
+/* Records set aside by refusing topics, all of them. */
+static uint64_t
+topics_parked(const struct ksink *ks)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < ks->nkt; i++)
+		n += ks->kt[i].npark;
+	return n;
+}
+
 /*
  * The producer is gone (spool_rewind() hands back everything in flight,
  * what was set aside included): forget the parked seqs and the blocks;
@@ -1539,7 +1550,8 @@ ksink_flush(struct ksink *ks, int timeout_ms)
 			break;
 		drain(ks, KSINK_DRAIN_TICK);
 		spool_tick(ks->sp);
-		if (spool_get_stats(ks->sp)->records == 0 &&
+		/* What refusing topics set aside waits for the next start. */
+		if (spool_get_stats(ks->sp)->records <= topics_parked(ks) &&
 		    rd_kafka_outq_len(ks->rk) == 0)
 			break;
 		rd_kafka_poll(ks->rk, 50);

@@ -365,6 +365,14 @@ render_kafka(struct out *o, const struct ksink_stats *ks)
 		    s->refusals[i].refused ? 1 : 0,
 		    { "topic", s->refusals[i].topic });
 
+	family(o, "wsi2kafka_kafka_topic_waiting_records", "gauge",
+	    "Records of the topic set aside while it refuses records: they "
+	    "stay in the spool and are produced at its next retry.");
+	for (unsigned i = 0; i < s->nrefusals; i++)
+		U64(o, "wsi2kafka_kafka_topic_waiting_records",
+		    s->refusals[i].waiting,
+		    { "topic", s->refusals[i].topic });
+
 	family(o, "wsi2kafka_records_retried_total", "counter",
 	    "Records produced again after a failed delivery.");
 	sample_u64(o, "wsi2kafka_records_retried_total", NULL, 0, s->retried);

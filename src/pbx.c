@@ -619,13 +619,17 @@ handle_frame(struct pbx *p)
 
 			/*
 			 * No route: the record is kept, on the dead-letter
-			 * topic, marked, rather than dropped in silence.
+			 * topic in the event schema, marked (README), rather
+			 * than dropped in silence; without memory for the
+			 * mark it goes unmarked, still never dropped.
 			 */
 			if (topic == NULL) {
 				topic = p->env->dead_letter_topic;
 				if (record_hdr_add(&res.recs[i],
 				    "dead_letter_reason", "no_route") != 0)
-					continue;
+					log_err("pbx %s: out of memory marking "
+					    "a no-route event: sent unmarked",
+					    p->pc->name);
 				count_dead_letter(p, "no_route");
 				log_warn("pbx %s: no route for event type "
 				    "'%s': sent to %s", p->pc->name,

@@ -259,7 +259,7 @@ metrics__render_view__help_and_type_for_every_family(void **state)
 	helps = count_prefix(t, "# HELP ");
 	types = count_prefix(t, "# TYPE ");
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 30);
+	assert_int_equal(helps, 31);
 	for (const char *p = strstr(t, "# TYPE "); p != NULL;
 	    p = strstr(p + 1, "\n# TYPE ")) {
 		const char *line = *p == '\n' ? p + 1 : p;
@@ -308,7 +308,7 @@ metrics__render_view__dry_run_renders_zeros(void **state)
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_count 0");
 	assert_line(t, "wsi2kafka_spool_records 0");
 	assert_line(t, "wsi2kafka_spool_oldest_age_seconds 0");
-	assert_int_equal(count_prefix(t, "# HELP "), 30);
+	assert_int_equal(count_prefix(t, "# HELP "), 31);
 }
 
 /* A configured topic literally named "other" absorbs the other slot. */
@@ -435,6 +435,7 @@ metrics__refusals__counted_and_named_by_readyz(void **state)
 	ref[0].count[KSINK_REF_TOPIC_AUTH] = 4;
 	ref[0].refused = true;
 	ref[0].reason = KSINK_REF_TOPIC_AUTH;
+	ref[0].waiting = 17;
 	ref[1].topic = "portsip.deadletter";
 	ref[1].count[KSINK_REF_UNKNOWN_TOPIC] = 2;
 	f->ks.refusals = ref;
@@ -455,6 +456,8 @@ metrics__refusals__counted_and_named_by_readyz(void **state)
 	assert_line(t, "wsi2kafka_kafka_topic_refusing{topic=\"portsip.calls\"} 1");
 	assert_line(t, "wsi2kafka_kafka_topic_refusing{topic=\"portsip."
 	    "deadletter\"} 0");
+	assert_line(t, "wsi2kafka_kafka_topic_waiting_records{topic=\"portsip."
+	    "calls\"} 17");
 
 	j = readyz(f, &ready);
 	assert_false(ready);
