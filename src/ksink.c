@@ -29,13 +29,20 @@
  *                "batch"): fires when the group-commit window ends;
  *   sul_rebuild  one shot, after a fatal producer error.
  *
- * Delivery reports:
+ * Delivery reports (and rd_kafka_producev() errors, the same way):
  *   success                      → spool_ack(): the record may leave
- *   refused for good (too large, invalid, not authorized) → a dead letter
- *                                  carrying it is appended to the spool,
- *                                  then it is acked; a dead letter refused
- *                                  for good is logged and dropped (there is
- *                                  nowhere further)
+ *   refused for good, because of the record (too large, invalid)
+ *                                → a dead letter carrying its first 64 KiB
+ *                                  is appended to the spool; the original
+ *                                  is acked when the dead letter is
+ *                                  delivered (refused_done()); a dead
+ *                                  letter refused for good is logged and
+ *                                  dropped (there is nowhere further)
+ *   refused for a cause the operator can fix (ACL, unknown topic: see
+ *   refusal_of())                → the topic is blocked with backoff and
+ *                                  its records set aside (struct ktopic),
+ *                                  never dead-lettered; the other topics
+ *                                  flow
  *   anything else (timeouts, brokers down, purges) → spool_requeue():
  *                                  produced again, from the spool
  * and RD_KAFKA_RESP_ERR__FATAL (idempotence) rebuilds the producer from a
@@ -515,16 +522,14 @@ topics_forget(struct ksink *ks)
 }
 
 /*
- * A record refused for a cause the operator can fix (refusal why): set
- * aside (seq in flight in the spool, or a record that is not in the spool:
- * appended to it now), its topic blocked.
+ * A record of topic refused for a cause the operator can fix (refusal
+ * why): the topic is blocked, and the record (seq, in flight in the spool,
+ * when spooled) set aside. A record not in the spool is the caller's to
+ * append: drain() sets it aside from there.
  */
-static int store(struct ksink *ks, const struct record *rec);
-
 static void
 set_aside(struct ksink *ks, const char *topic, uint64_t seq, bool spooled,
-    const struct record *unspooled_rec, rd_kafka_resp_err_t err,
-    enum ksink_refusal why)
+    rd_kafka_resp_err_t err, enum ksink_refusal why)
 {
 	struct ktopic *kt = topic_get(ks, topic);
 
@@ -533,18 +538,10 @@ set_aside(struct ksink *ks, const char *topic, uint64_t seq, bool spooled,
 		    "producing it again", topic);
 		if (spooled)
 			spool_requeue(ks->sp, seq);
-		else if (unspooled_rec != NULL)
-			store(ks, unspooled_rec);
 		return;
 	}
 	topic_refused(ks, kt, err, why);
-	if (!spooled) {
-		/* Into the spool: drain() sets it aside from there. */
-		if (unspooled_rec != NULL)
-			store(ks, unspooled_rec);
-		return;
-	}
-	if (topic_park(ks, kt, seq) != 0)
+	if (spooled && topic_park(ks, kt, seq) != 0)
 		spool_requeue(ks->sp, seq);
 }
 
@@ -806,7 +803,7 @@ drain(struct ksink *ks, unsigned budget)
 				spool_requeue(ks->sp, seq);
 				return;
 			}
-			set_aside(ks, topic, seq, true, NULL, err, why);
+			set_aside(ks, topic, seq, true, err, why);
 			free(topic);
 			continue;
 		}
@@ -1020,27 +1017,18 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 		return;
 	}
 	if ((why = refusal_of(rkm->err)) != KSINK_REF_COUNT) {
+		set_aside(ks, rd_kafka_topic_name(rkm->rkt), seq, spooled,
+		    rkm->err, why);
+		if (spooled)
+			return;
+	} else {
+		log_failure(ks, rd_kafka_topic_name(rkm->rkt), rkm->err,
+		    "producing again");
+		ks->stats.retried++;
 		if (spooled) {
-			set_aside(ks, rd_kafka_topic_name(rkm->rkt), seq, true,
-			    NULL, rkm->err, why);
+			spool_requeue(ks->sp, seq);
 			return;
 		}
-		if (record_from_msg(&rec, rkm, us) != 0) {
-			log_err("kafka: out of memory producing a record "
-			    "again: record lost");
-			ks->stats.dropped++;
-			return;
-		}
-		set_aside(ks, rec.topic, 0, false, &rec, rkm->err, why);
-		record_clear(&rec);
-		return;
-	}
-	log_failure(ks, rd_kafka_topic_name(rkm->rkt), rkm->err,
-	    "producing again");
-	ks->stats.retried++;
-	if (spooled) {
-		spool_requeue(ks->sp, seq);
-		return;
 	}
 	/* Not in the spool: try to put it there now. */
 	if (record_from_msg(&rec, rkm, us) != 0) {
