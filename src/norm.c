@@ -2106,7 +2106,8 @@ emit_event(struct job *j, const struct node *root, const struct node *skip,
 		sb_lit(&j->sb, "null");
 	sb_lit(&j->sb, ",\"received_at\":");
 	fmt_received(&j->sb, j->in->received_us);
-	sb_lit(&j->sb, ",\"data\":");
+	/* Live events only: CDRs read back over REST say "rest" (§10). */
+	sb_lit(&j->sb, ",\"source\":\"wsi\",\"data\":");
 	if (entry == NULL) {
 		print_value(c, &j->sb, root);
 	} else {

@@ -39,6 +39,14 @@
 #               wsi2kafka_kafka_ack_latency_seconds (rd_kafka_producev() to
 #               the acknowledgement) shows the part librdkafka and the
 #               broker take
+#   callgrind   instructions per event, deterministic enough to compare
+#               commits on a noisy machine: the daemon (every thread) under
+#               valgrind --tool=callgrind, two floods of BENCH_CG_EVENTS and
+#               5 x BENCH_CG_EVENTS events (fsync=batch); the difference of
+#               the two totals divided by the difference of the event counts
+#               (start-up and shut-down cancel out), in all and per module
+#               (the daemon's source files, and each library by its shared
+#               object), from the exclusive counts in callgrind's output
 #   drain       brokers down (kmock "downall"), BENCH_DRAIN_RECORDS events
 #               flooded into the spool, brokers up ("upall"); records/s from
 #               the first acknowledgement to an empty spool
@@ -69,7 +77,8 @@
 #   BENCH_TIMEOUT_BASE=60       seconds added to every stage's bound
 #   BENCH_SPOOL_RECORDS=200000  spool_bench records
 #   BENCH_NORM_SECONDS=1        norm_bench seconds per row
-#   BENCH_STAGES="spool norm throughput ceiling latency drain"
+#   BENCH_CG_EVENTS=10000       events of the smaller callgrind flood
+#   BENCH_STAGES="spool norm throughput ceiling latency callgrind drain"
 #   BENCH_STRICT=0              1: exit 1 when a target is missed
 #   BENCH_OUT=$B/results.json
 #   BENCH_KEEP=0                1: keep the spools and record files of the run
@@ -98,7 +107,8 @@ MIN_EPS=${BENCH_MIN_EPS:-2000}
 TIMEOUT_BASE=${BENCH_TIMEOUT_BASE:-60}
 SPOOL_RECORDS=${BENCH_SPOOL_RECORDS:-200000}
 NORM_SECONDS=${BENCH_NORM_SECONDS:-1}
-STAGES=" ${BENCH_STAGES:-spool norm throughput ceiling latency drain} "
+CG_EVENTS=${BENCH_CG_EVENTS:-10000}
+STAGES=" ${BENCH_STAGES:-spool norm throughput ceiling latency callgrind drain} "
 STRICT=${BENCH_STRICT:-0}
 OUT=${BENCH_OUT:-$B/results.json}
 KEEP=${BENCH_KEEP:-0}
@@ -114,6 +124,7 @@ KPROPS=(acks=all enable.idempotence=true message.timeout.ms=0
     queue.buffering.max.kbytes=16384 queue.buffering.max.messages=16384 "linger.ms=$LINGER")
 
 PIDS=()
+W2K_PREFIX=()		# a command the daemon runs under (the callgrind stage)
 DPID='' PBX_PID='' KMOCK_PID=''
 ROWS=()
 MISSES=0
@@ -286,10 +297,10 @@ start_daemon() {
 		port=$(free_port) || die "no free port"
 		{ cat "$RUN/$name.conf.base"
 		  echo "http = { listen = \"127.0.0.1:$port\"; };"; } >"$RUN/$name.conf"
-		"$W2K" -c "$RUN/$name.conf" "$@" >"$RUN/$name.out" 2>"$RUN/$name.log" &
+		"${W2K_PREFIX[@]}" "$W2K" -c "$RUN/$name.conf" "$@" >"$RUN/$name.out" 2>"$RUN/$name.log" &
 		DPID=$!; PIDS+=("$DPID")
 		URL=http://127.0.0.1:$port
-		wait_until 20 grep -q 'http: listening on' "$RUN/$name.log" && return 0
+		wait_until $(( ${#W2K_PREFIX[@]} ? 90 : 20 )) grep -q 'http: listening on' "$RUN/$name.log" && return 0
 		if ! kill -0 "$DPID" 2>/dev/null &&
 		    grep -q 'cannot listen on .*in use' "$RUN/$name.log"; then
 			wait "$DPID"
@@ -667,6 +678,87 @@ stage_latency() {
 	for r in $RATES; do stage_latency_one "$r"; done
 }
 
+# cg_run NAME EVENTS: one flood with the daemon under callgrind; writes
+# $RUN/NAME.cg (callgrind's output, every thread in one file).
+cg_run() {
+	local name=$1 n=$2
+	log "callgrind: $n events"
+	printf "@sleep 500\n@flood %d\n@end\n" "$n" >"$RUN/$name.script"
+	start_pbxsim "$name" --script "$RUN/$name.script"
+	write_conf "$name" batch
+	W2K_PREFIX=(valgrind --tool=callgrind --callgrind-out-file="$RUN/$name.cg"
+	    --dump-instr=no --collect-jumps=no)
+	start_daemon "$name"
+	W2K_PREFIX=()
+	scrape || die "$name: /metrics did not answer"
+	poll_produced "$n" $((TIMEOUT_BASE + n / 200)) "$name"
+	stop_pbxsim
+	stop_daemon "$name"
+	rm -rf "$RUN/$name.spool"
+	[ -s "$RUN/$name.cg" ] || die "$name: callgrind wrote nothing"
+}
+
+# cg_modules FILE: "module Ir" lines, the exclusive instruction counts of
+# a callgrind output file (--dump-instr=no) by module: the daemon's own
+# code by source file (src/x.c), everything else by shared object
+# (libssl.so.3, ...). Read from the file itself (callgrind_annotate names
+# the object only on some lines); the cost line after "calls=" is the
+# callee's inclusive cost and is skipped.
+cg_modules() {
+	awk '
+	function nm(kind, s,   id, rest) {	# "(id) name" defines, "(id)" refers
+		if (match(s, /^\([0-9]+\)/)) {
+			id = substr(s, 2, RLENGTH - 2); rest = substr(s, RLENGTH + 1)
+			sub(/^ /, "", rest)
+			if (rest != "") names[kind, id] = rest
+			return names[kind, id]
+		}
+		return s
+	}
+	/^ob=/ { ob = nm("ob", substr($0, 4)); next }
+	/^fl=/ { fl = nm("fl", substr($0, 4)); file = fl; next }
+	/^(fi|fe)=/ { file = nm("fl", substr($0, 4)); next }
+	/^fn=/ { nm("fn", substr($0, 4)); file = fl; next }
+	/^c(ob|fi|fl)=/ { k = substr($0, 2, 2); if (k == "fi") k = "fl"; nm(k, substr($0, 5)); next }
+	/^cfn=/ { nm("fn", substr($0, 5)); next }
+	/^calls=/ { skip = 1; next }
+	/^[0-9+*-]/ {
+		if (skip) { skip = 0; next }
+		if (match(file, /src\/[a-z_0-9]+\.c$/)) m = substr(file, RSTART)
+		else { m = ob; sub(/.*\//, "", m); if (m == "") m = "other" }
+		ir[m] += $2
+		next
+	}
+	END { for (m in ir) print m, ir[m] }' "$1"
+}
+
+cg_total() { awk '/^(summary|totals):/ { print $2; exit }' "$1"; }
+
+stage_callgrind() {
+	local n1=$CG_EVENTS n2=$((5 * CG_EVENTS)) t1 t2 per m v
+	command -v valgrind >/dev/null || die "callgrind: valgrind missing (make deps)"
+	cg_run cg-small "$n1"
+	cg_run cg-large "$n2"
+	t1=$(cg_total "$RUN/cg-small.cg") t2=$(cg_total "$RUN/cg-large.cg")
+	[ -n "$t1" ] && [ -n "$t2" ] || die "callgrind: no totals in the output"
+	per=$(calc "($t2 - $t1) / ($n2 - $n1)" %.0f)
+	row "instructions per event (callgrind)" "all threads, ${n1} vs ${n2} events" "$per"
+	jadd '.callgrind = {events: [($a|tonumber), ($b|tonumber)], instructions_per_event: ($p|tonumber), modules: {}}' \
+	    --arg a "$n1" --arg b "$n2" --arg p "$per"
+	declare -A M1=()
+	while read -r m v; do M1[$m]=$v; done < <(cg_modules "$RUN/cg-small.cg")
+	while read -r m v; do
+		v=$(calc "($v - ${M1[$m]:-0}) / ($n2 - $n1)" %.0f)
+		[ "$v" -ge 50 ] 2>/dev/null || continue
+		printf '%s %s\n' "$v" "$m"
+	done < <(cg_modules "$RUN/cg-large.cg") | sort -rn >"$RUN/cg-modules.txt"
+	while read -r v m; do
+		row "instructions per event (callgrind)" "  $m" "$v"
+		jadd '.callgrind.modules[$m] = ($v|tonumber)' --arg m "$m" --arg v "$v"
+	done <"$RUN/cg-modules.txt"
+	[ "$KEEP" = 1 ] || rm -f "$RUN"/cg-*.cg
+}
+
 stage_drain() {
 	local name=drain t0 tfill tup tfirst tempty pt pp secs eps eps_all hwm sbytes
 	log "drain: brokers down, $DRAIN events into the spool, brokers up"
@@ -760,7 +852,7 @@ target() {
 
 # ------------------------------------------------------------------ main
 
-for v in EVENTS DRAIN RATE_SECONDS WARMUP POLL_MS MIN_EPS TIMEOUT_BASE SPOOL_RECORDS LINGER REPEAT; do
+for v in EVENTS CG_EVENTS DRAIN RATE_SECONDS WARMUP POLL_MS MIN_EPS TIMEOUT_BASE SPOOL_RECORDS LINGER REPEAT; do
 	is_uint "${!v}" || { echo "bench: $v must be a whole number, not '${!v}'" >&2; exit 64; }
 done
 [ "$REPEAT" -ge 1 ] || { echo "bench: BENCH_REPEAT must be 1 or more" >&2; exit 64; }
@@ -822,12 +914,13 @@ log "commit $commit$([ "$dirty" = true ] && echo ' (uncommitted changes)'), $(np
 stage_on() { [[ $STAGES == *" $1 "* ]]; }
 stage_on spool && stage_spool
 stage_on norm && stage_norm
-if stage_on throughput || stage_on ceiling || stage_on latency || stage_on drain; then
+if stage_on throughput || stage_on ceiling || stage_on latency || stage_on callgrind || stage_on drain; then
 	start_kmock
 fi
 stage_on throughput && stage_throughput
 stage_on ceiling && stage_ceiling
 stage_on latency && stage_latency
+stage_on callgrind && stage_callgrind
 stage_on drain && stage_drain
 
 # Peak RSS "throughout": the largest VmHWM of every daemon run, the drain's

@@ -29,7 +29,8 @@ check "cdr envelope" '.schema == "wsi2kafka.event/1" and .pbx == "hq" and
     .tenant_id == "883611252155219968" and
     .session_id == "885337248273272832" and .time == 1725845669 and
     (.id | test("^[0-9a-f]{32}$")) and
-    (.received_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{3}Z$"))' "$cdr"
+    (.received_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{3}Z$")) and
+    .source == "wsi"' "$cdr"
 check "cdr data" '.data.end_reason == "callee_disconnect" and
     (.data | has("ended_reason") | not) and .data.did == "18800606" and
     (.data | has("did_cid") | not) and .data.direction == "inbound" and

@@ -773,7 +773,8 @@ norm__call_start__envelope_and_headers(void **state)
 	expect_text(rec, "\",\"pbx\":\"hq\",\"type\":\"call_start\","
 	    "\"class\":\"call\",\"tenant_id\":\"798119491077668864\","
 	    "\"session_id\":\"798119942409949184\",\"time\":1705051422,"
-	    "\"received_at\":\"2024-11-26T08:00:00.123Z\",\"data\":{");
+	    "\"received_at\":\"2024-11-26T08:00:00.123Z\",\"source\":\"wsi\","
+	    "\"data\":{");
 	assert_int_equal(rec->value[rec->value_len - 1], '}');
 	assert_int_not_equal(rec->value[rec->value_len - 1], '\n');
 	/* Headers, in order. */
