@@ -402,14 +402,18 @@ ssl_write_all(struct conn *c, const void *p, size_t len)
 	return SSL_write(c->ssl, p, (int)len) == (int)len ? 0 : -1;
 }
 
+/* One text frame in one TLS record, as a PBX answers a command. */
 static int
 send_text(struct conn *c, const char *txt)
 {
-	unsigned char h[10];
-	size_t hl = ws_header(h, strlen(txt));
+	unsigned char b[10 + 256];
+	size_t len = strlen(txt), hl;
 
-	if (ssl_write_all(c, h, hl) != 0 ||
-	    ssl_write_all(c, txt, strlen(txt)) != 0)
+	if (len > 256)
+		return -1;
+	hl = ws_header(b, len);
+	memcpy(b + hl, txt, len);
+	if (ssl_write_all(c, b, hl + len) != 0)
 		return -1;
 	return flush_out(c);
 }
