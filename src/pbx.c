@@ -652,8 +652,8 @@ handle_frame(struct pbx *p)
  * SSL_read() once per poll() wake-up, which returns at most one record.
  * SSL read-ahead (set at ESTABLISHED) lets OpenSSL take whatever the socket
  * holds in one read() (PBX_TLS_READ_BUF): under load far fewer system calls
- * per event than a poll() and two read()s per record (README, Performance). But
- * the whole records left in OpenSSL's buffer wake no poll(), and lws only
+ * per event than a poll() and two read()s per record (README, Performance).
+ * But the whole records left in OpenSSL's buffer wake no poll(), and lws only
  * looks again when SSL_pending() says the record it just read is not used
  * up: it knows nothing of read-ahead bytes. Nor does anything in lws's
  * callbacks tell us that it read one: a record in the middle of a large

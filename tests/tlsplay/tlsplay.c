@@ -75,12 +75,12 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#define REQ_MAX		8192		/* the upgrade request */
+#include "../lib/rawpbx.h"
+
 #define CMD_MAX		(64 * 1024)	/* one client frame */
 #define FRAME_MAX	(64L * 1024 * 1024)
 #define BURST_MAX	(256 * 1024)	/* bytes gathered before a send */
 #define MARKER_TENANT	"7700770077"
-#define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define LONG_AT_ENDS	3		/* long pauses after frame ends */
 
 static struct {
@@ -468,41 +468,16 @@ read_client_frame(struct conn *c, char *buf, size_t cap, size_t *len)
 static int
 read_upgrade(struct conn *c)
 {
-	char req[REQ_MAX + 1], *k, *e, accept[64], cat[256], resp[256];
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	size_t len = 0;
-	int n;
+	char accept[64], resp[256];
 
-	while (len < REQ_MAX) {
-		if ((n = SSL_read(c->ssl, req + len, (int)(REQ_MAX - len))) <= 0)
-			return -1;
-		len += (size_t)n;
-		req[len] = '\0';
-		if (strstr(req, "\r\n\r\n") != NULL)
-			break;
-	}
-	if ((k = strcasestr(req, "\r\nSec-WebSocket-Key:")) == NULL)
+	if (rawpbx_read_upgrade(c->ssl, accept, sizeof(accept), c->in,
+	    sizeof(c->in), &c->have) != 0)
 		return -1;
-	k += strlen("\r\nSec-WebSocket-Key:");
-	while (*k == ' ')
-		k++;
-	if ((e = strstr(k, "\r\n")) == NULL || (size_t)(e - k) > 64)
-		return -1;
-	snprintf(cat, sizeof(cat), "%.*s%s", (int)(e - k), k, WS_GUID);
-	if (!EVP_Digest(cat, strlen(cat), md, &mdlen, EVP_sha1(), NULL))
-		return -1;
-	EVP_EncodeBlock((unsigned char *)accept, md, (int)mdlen);
 	snprintf(resp, sizeof(resp), "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
 	if (ssl_write_all(c, resp, strlen(resp)) != 0)
 		return -1;
-	/* bytes after the request (the auth command) stay for the reader */
-	if ((e = strstr(req, "\r\n\r\n") + 4) < req + len) {
-		c->have = (size_t)(req + len - e);
-		memcpy(c->in, e, c->have);
-	}
 	return flush_out(c);
 }
 
@@ -726,21 +701,6 @@ serve(struct conn *c, SSL_CTX *ctx, int *played)
 
 /* ------------------------------------------------------------ main */
 
-static int
-write_port_file(const char *path, int port)
-{
-	char tmp[4096];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((f = fopen(tmp, "w")) == NULL)
-		return -1;
-	fprintf(f, "%d\n", port);
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
-		return -1;
-	return 0;
-}
-
 static void
 on_signal(int sig)
 {
@@ -842,11 +802,9 @@ bad:
 int
 main(int argc, char **argv)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t salen = sizeof(sa);
 	struct sigaction sig;
 	unsigned next_conn = 1;
-	int lfd, one = 1, played = 0;
+	int lfd, port, played = 0;
 	SSL_CTX *ctx;
 
 	if (parse_args(argc, argv) != 0)
@@ -878,18 +836,12 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sig, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(lfd, 16) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0 ||
-	    write_port_file(opt.port_file, ntohs(sa.sin_port)) != 0) {
-		fprintf(stderr, "tlsplay: cannot listen: %s\n",
-		    strerror(errno));
+	if ((lfd = rawpbx_listen(opt.port_file, &port)) < 0) {
+		fprintf(stderr, "tlsplay: cannot listen (port file %s): %s\n",
+		    opt.port_file, strerror(errno));
 		return 1;
 	}
-	plog("LISTEN %d", ntohs(sa.sin_port));
+	plog("LISTEN %d", port);
 
 	while (!interrupted) {
 		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
