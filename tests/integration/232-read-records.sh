@@ -10,7 +10,8 @@
 # then passes with a seed each, frames shuffled, the stream cut into TLS
 # records of random sizes (frames split at random offsets, several frames in
 # a record, 1-byte records), sent in bursts with random pauses, and pauses
-# longer than the bound right after random frame ends.
+# longer than the bound right after random frame ends (2.5 times BOUND_MS,
+# plus twice the frame's CPU allowance: see readpath.sh).
 # Checked on the dry run's output: pass p's records are pass 0's, frame by
 # frame (received_at aside), each frame's followed by its marker; and each
 # record is out within the bound (readpath.sh) of its frame's last byte
@@ -41,7 +42,8 @@ seed_args=(--seconds "${W2K_READ_SECONDS:-30}" --min-passes 3)
 rm -f "$T/play.port"
 "$TLSPLAY" --cert "$CERTS/server.pem" --key "$CERTS/server.key" \
     --port-file "$T/play.port" --frames "$T/frames.list" --subs 3 \
-    --log "$T/play.events" --long-pause $((BOUND_MS * 5 / 2)) "${seed_args[@]}" \
+    --log "$T/play.events" --long-pause $((BOUND_MS * 5 / 2)) \
+    --pause-per-byte "$NS_PER_BYTE" "${seed_args[@]}" \
     >"$T/play.log" 2>&1 &
 PIDS+=($!)
 wait_for 20 test -s "$T/play.port" || fail "tlsplay did not start"

@@ -21,7 +21,9 @@
  *    records gathered in memory and sent to the socket in bursts of random
  *    length, with random short pauses between bursts, and long pauses
  *    (--long-pause, default 250 ms) right after three random frame ends and
- *    after one random byte of the stream.
+ *    after one random byte of the stream. A long pause after a frame end
+ *    grows by twice --pause-per-byte (ns, default 0) per byte of that frame,
+ *    so that it outlasts the frame's own processing.
  * Each pass ends with everything sent and a long pause. After frame i of a
  * pass (in the order sent, pos) comes a marker frame, a call_start of tenant
  * 7700770077 with session_id pass * 1000000 + pos: the daemon's records are
@@ -91,6 +93,7 @@ static struct {
 	double		 seconds;
 	unsigned	 min_passes, max_passes;
 	long		 long_pause_ms;
+	long		 pause_ns_per_byte;
 	int		 stamp;
 } opt = { .subs = 1, .seconds = 30, .min_passes = 3, .max_passes = 100000,
 	.long_pause_ms = 250 };
@@ -548,7 +551,8 @@ static int
 play_pass(struct conn *c, struct stream *s, unsigned pass, uint64_t seed)
 {
 	long long_us = opt.long_pause_ms * 1000;
-	size_t *order, long_end[LONG_AT_ENDS], long_byte, off = 0;
+	size_t *order, long_end[LONG_AT_ENDS], long_len[LONG_AT_ENDS];
+	size_t long_byte, off = 0;
 	uint64_t rs = seed;
 	int r = -1;
 
@@ -586,20 +590,29 @@ play_pass(struct conn *c, struct stream *s, unsigned pass, uint64_t seed)
 	}
 
 	/* long pauses: after three frame ends (any frame) and one byte */
-	for (int k = 0; k < LONG_AT_ENDS; k++)
-		long_end[k] = s->end[rndn(&rs, s->n)];
+	for (int k = 0; k < LONG_AT_ENDS; k++) {
+		size_t f = (size_t)rndn(&rs, s->n);
+
+		long_end[k] = s->end[f];
+		long_len[k] = s->end[f] - (f ? s->end[f - 1] : 0);
+	}
 	long_byte = 1 + (size_t)rndn(&rs, s->len - 1);
 
 	while (off < s->len) {
 		size_t n = write_size(&rs), stop = s->len, gathered;
+		size_t stop_len = 0;
 		int at_long = 0;
 
 		/* end this write at the next long-pause point, if it is near */
 		for (int k = 0; k < LONG_AT_ENDS; k++)
-			if (long_end[k] > off && long_end[k] < stop)
+			if (long_end[k] > off && long_end[k] < stop) {
 				stop = long_end[k];
-		if (long_byte > off && long_byte < stop)
+				stop_len = long_len[k];
+			}
+		if (long_byte > off && long_byte < stop) {
 			stop = long_byte;
+			stop_len = 0;
+		}
 		if (n >= stop - off) {
 			n = stop - off;
 			at_long = stop < s->len;
@@ -609,7 +622,9 @@ play_pass(struct conn *c, struct stream *s, unsigned pass, uint64_t seed)
 		off += n;
 		gathered = (size_t)BIO_pending(c->out);
 		if (at_long) {
-			if (burst_end(c, s, off, long_us) != 0)
+			/* longer than the frame's own work may take */
+			if (burst_end(c, s, off, long_us + (long)(stop_len *
+			    (size_t)opt.pause_ns_per_byte / 1000) * 2) != 0)
 				goto out;
 		} else if (rndn(&rs, 4) == 0 || gathered >= BURST_MAX) {
 			uint64_t p = rndn(&rs, 100);
@@ -716,6 +731,7 @@ usage(FILE *fp)
 	    "               [--log FILE] [--subs N] [--seed N] [--seconds S]\n"
 	    "               [--min-passes N] [--max-passes N]"
 	    " [--long-pause MS]\n"
+	    "               [--pause-per-byte NS]\n"
 	    "       tlsplay --stamp\n");
 }
 
@@ -734,6 +750,7 @@ parse_args(int argc, char **argv)
 		{ "min-passes", required_argument, NULL, 'm' },
 		{ "max-passes", required_argument, NULL, 'M' },
 		{ "long-pause", required_argument, NULL, 'L' },
+		{ "pause-per-byte", required_argument, NULL, 'B' },
 		{ "stamp", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -763,7 +780,7 @@ parse_args(int argc, char **argv)
 			    opt.seconds > 86400)
 				goto bad;
 			break;
-		case 'u': case 'm': case 'M': case 'L':
+		case 'u': case 'm': case 'M': case 'L': case 'B':
 			v = strtoull(optarg, &end, 10);
 			if (*end != '\0' || errno != 0 || v > 1000000)
 				goto bad;
@@ -773,6 +790,8 @@ parse_args(int argc, char **argv)
 				opt.min_passes = (unsigned)v;
 			else if (c == 'M')
 				opt.max_passes = (unsigned)v;
+			else if (c == 'B')
+				opt.pause_ns_per_byte = (long)v;
 			else
 				opt.long_pause_ms = (long)v;
 			break;
