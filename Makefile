@@ -281,6 +281,12 @@ $(B)/tests/slowpbx: tests/slowpbx/slowpbx.c | $(B)/tests
 	    $(DEP_LIBS) -lpthread $(LDLIBS)
 tests: $(B)/tests/slowpbx
 
+# The read-path tests' PBX (230-239): random TLS record boundaries; --stamp.
+$(B)/tests/tlsplay: tests/tlsplay/tlsplay.c | $(B)/tests
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(DEP_LIBS) $(LDLIBS)
+tests: $(B)/tests/tlsplay
+
 .PHONY: install uninstall dist pkg-deps deb rpm
 
 # Test helper for tests 150-179: a strict Prometheus text-format parser.

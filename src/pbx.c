@@ -37,12 +37,13 @@
 #include <strings.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #define PBX_TICK_US		(1000 * 1000)
 #define PBX_HEALTHY_US		(60LL * 1000 * 1000)	/* contract §6 */
 #define PBX_CLOSE_GRACE_S	2	/* backstop when WRITEABLE never comes */
-#define PBX_PUMP_MAX		256	/* records read ahead per turn */
+#define PBX_DRAIN_MAX		256	/* TLS records per PBX per loop turn */
 #define PBX_TLS_READ_BUF	(128 * 1024)	/* OpenSSL's read-ahead buffer */
 #define PBX_SECRET_FRAME_MAX	(1024 * 1024)	/* the auth frame, escaped */
 
@@ -65,7 +66,8 @@ struct pbx {
 	struct backoff		 bo;
 	lws_sorted_usec_list_t	 sul_connect;
 	lws_sorted_usec_list_t	 sul_tick;
-	lws_sorted_usec_list_t	 sul_pump;	/* TLS records read ahead */
+	lws_sorted_usec_list_t	 sul_drain;	/* the read path: drain_arm() */
+	bool			 draining;	/* in pbx_drain_cb() */
 	int64_t			 last_rx_us;	/* monotonic */
 	int64_t			 connect_start_us;
 	int64_t			 partial_since_us; /* a frame incomplete */
@@ -83,7 +85,6 @@ struct pbx {
 	size_t			 rx_len, rx_cap, rx_total;
 	bool			 rx_in_msg, rx_too_large;
 	int64_t			 rx_received_us;
-	uint64_t		 rx_pieces;	/* RECEIVE callbacks, ever */
 	struct pbx_stats	 stats;
 };
 
@@ -360,7 +361,7 @@ session_ended(struct pbx *p, enum pbx_disc why, bool established)
 
 	p->wsi = NULL;		/* lws never clears *pwsi on close (§13.3-4) */
 	lws_sul_cancel(&p->sul_tick);
-	lws_sul_cancel(&p->sul_pump);
+	lws_sul_cancel(&p->sul_drain);
 	sendq_clear(p);
 	rx_reset(p);
 	p->closing = false;
@@ -647,51 +648,140 @@ handle_frame(struct pbx *p)
 }
 
 /*
- * TLS read-ahead. A PBX writes one TLS record per event, and lws 4.1 calls
- * SSL_read() once per poll() wake-up, which returns one record: without
- * help that is a poll() and two read()s (record header, then body) per
- * event, most of the daemon's cost under load. With read-ahead OpenSSL
- * fills its buffer with whatever the socket holds, but the records left
- * in that buffer do not wake poll() again, and lws only looks for them
- * when its own read buffer was the limit. So after each piece received
- * while OpenSSL still holds data, a zero-delay timer (which also keeps
- * the next poll() from sleeping) services the connection again, up to
- * PBX_PUMP_MAX times per loop turn so that one PBX cannot starve others.
+ * The read path. Contract §6: a frame is handled as soon as its last byte
+ * has been read from the socket; nothing already read waits for a timer or
+ * for the next socket event.
+ *
+ * A PBX writes one TLS record per event, and lws (4.1 and 4.3) calls
+ * SSL_read() once per poll() wake-up, which returns at most one record.
+ * SSL read-ahead (set at ESTABLISHED) lets OpenSSL take whatever the socket
+ * holds in one read() (PBX_TLS_READ_BUF): under load far fewer system calls
+ * per event than a poll() and two read()s per record (README, Performance).
+ * But the whole records left in OpenSSL's buffer wake no poll(), and lws only
+ * looks again when SSL_pending() says the record it just read is not used
+ * up: it knows nothing of read-ahead bytes. Nor does anything in lws's
+ * callbacks tell us that it read one: a record in the middle of a large
+ * frame delivers no RECEIVE (lws hands the payload over only when its
+ * 64 KiB rx buffer is full or the frame ends).
+ *
+ * So the drain is tied to the socket itself: a callback on the socket BIO
+ * that lws reads through arms the drain timer (zero delay, which also keeps
+ * the next poll() from sleeping) whenever a read() returned bytes. The
+ * drain services the connection while OpenSSL holds anything, and stops
+ * only when OpenSSL holds nothing, or when it says it needs more bytes from
+ * the socket: SSL_peek() decrypts a whole record if one is buffered (the
+ * following lws_service_fd() then hands it to lws), and fails with
+ * SSL_ERROR_WANT_READ only after its read() of the non-blocking socket
+ * returned EAGAIN, when poll() will wake us for the rest. It services at
+ * most PBX_DRAIN_MAX records per loop turn, so that one PBX cannot starve
+ * the others, and re-arms itself while anything remains. lws's own buffers
+ * (its rx buflist, its pending-TLS list) are lws's: it does not sleep in
+ * poll() while they hold anything.
  */
-static void pbx_pump_cb(lws_sorted_usec_list_t *sul);
+static void pbx_drain_cb(lws_sorted_usec_list_t *sul);
 
 static void
-pump_arm(struct pbx *p, struct lws *wsi)
+drain_arm(struct pbx *p)
 {
-	SSL *ssl = lws_get_ssl(wsi);
+	if (lws_dll2_is_detached(&p->sul_drain.list))
+		lws_sul_schedule(p->env->context, 0, &p->sul_drain,
+		    pbx_drain_cb, 1);
+}
 
-	if (ssl != NULL && SSL_has_pending(ssl) &&
-	    lws_dll2_is_detached(&p->sul_pump.list))
-		lws_sul_schedule(p->env->context, 0, &p->sul_pump,
-		    pbx_pump_cb, 1);
+/*
+ * The socket BIO's callback (BIO_set_callback_ex()): its argument is the
+ * wsi, which owns the SSL and so outlives the BIO; the session is found
+ * through the wsi (NULL once pbx_free() ran). Reads made by the drain
+ * itself are its own business.
+ */
+static long
+sock_bio_cb(BIO *b, int oper, const char *argp, size_t len, int argi,
+    long argl, int ret, size_t *processed)
+{
+	struct lws *wsi = (struct lws *)BIO_get_callback_arg(b);
+	struct pbx *p;
+
+	(void)argp; (void)len; (void)argi; (void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN) && ret > 0 &&
+	    processed != NULL && *processed > 0 && wsi != NULL &&
+	    (p = lws_get_opaque_user_data(wsi)) != NULL && p->wsi == wsi &&
+	    !p->draining)
+		drain_arm(p);
+	return ret;
 }
 
 static void
-pbx_pump_cb(lws_sorted_usec_list_t *sul)
+drain_attach(struct pbx *p, struct lws *wsi)
 {
-	struct pbx *p = lws_container_of(sul, struct pbx, sul_pump);
+	SSL *ssl = lws_get_ssl(wsi);
+	BIO *rbio;
 
-	for (int i = 0; i < PBX_PUMP_MAX && p->wsi != NULL; i++) {
+	if (ssl == NULL || (rbio = SSL_get_rbio(ssl)) == NULL)
+		return;
+	SSL_set_read_ahead(ssl, 1);
+	BIO_set_callback_arg(rbio, (char *)wsi);
+	BIO_set_callback_ex(rbio, sock_bio_cb);
+	drain_arm(p);	/* whatever came before the callback was there */
+}
+
+/*
+ * Whether OpenSSL holds a whole record (or decrypted bytes) for lws to
+ * read: false when it holds nothing, or part of a record with the socket
+ * drained (SSL_ERROR_WANT_READ). A failure other than WANT_READ (the PBX's
+ * close_notify, an alert, a reset) is true: lws's SSL_read() meets it too,
+ * and closes.
+ */
+static bool
+tls_record_ready(SSL *ssl, bool *failed)
+{
+	unsigned char c;
+	int n;
+
+	*failed = false;
+	if (SSL_pending(ssl) > 0)
+		return true;
+	if (!SSL_has_pending(ssl))
+		return false;
+	if ((n = SSL_peek(ssl, &c, 1)) > 0)
+		return true;
+	n = SSL_get_error(ssl, n);
+	ERR_clear_error();
+	if (n == SSL_ERROR_WANT_READ)
+		return false;
+	*failed = true;
+	return true;
+}
+
+static void
+pbx_drain_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pbx *p = lws_container_of(sul, struct pbx, sul_drain);
+	struct lws_pollfd pfd;
+	bool failed = false;
+	int i;
+
+	p->draining = true;
+	for (i = 0; i < PBX_DRAIN_MAX && !failed && p->wsi != NULL; i++) {
 		SSL *ssl = lws_get_ssl(p->wsi);
-		uint64_t before = p->rx_pieces;
-		struct lws_pollfd pfd;
+		int before;
 
-		if (ssl == NULL || !SSL_has_pending(ssl))
-			return;
+		if (ssl == NULL || !tls_record_ready(ssl, &failed))
+			break;
+		before = SSL_pending(ssl);
 		pfd.fd = lws_get_socket_fd(p->wsi);
 		pfd.events = pfd.revents = LWS_POLLIN;
 		lws_service_fd(p->env->context, &pfd);
-		/* Only part of a record is here: poll() tells when the rest is. */
-		if (p->rx_pieces == before)
-			return;
+		/*
+		 * lws took nothing (a state where it reads no data, such as
+		 * a close under way): what it left is its to take.
+		 */
+		if (p->wsi != NULL && (ssl = lws_get_ssl(p->wsi)) != NULL &&
+		    before > 0 && SSL_pending(ssl) == before)
+			break;
 	}
-	if (p->wsi != NULL)
-		pump_arm(p, p->wsi);
+	p->draining = false;
+	if (i == PBX_DRAIN_MAX && p->wsi != NULL)
+		drain_arm(p);		/* the rest on the next loop turn */
 }
 
 /* Append a piece of a message; keep at most max_frame bytes. */
@@ -975,8 +1065,7 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		p->last_rx_us = p->last_ping_us = w2k_mono_us();
 		p->auth_sent_us = p->last_rx_us;
 		rx_reset(p);
-		if (lws_get_ssl(wsi) != NULL)	/* see pump_arm() */
-			SSL_set_read_ahead(lws_get_ssl(wsi), 1);
+		drain_attach(p, wsi);	/* the read path: see drain_arm() */
 		log_info("pbx %s: connected to %s", p->pc->name,
 		    cur_url(p)->text);
 		if (queue_auth(p) != 0) {
@@ -991,15 +1080,12 @@ pbx_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		p->last_rx_us = w2k_mono_us();
-		p->rx_pieces++;
 		rx_append(p, in, len);
 		if (lws_is_final_fragment(wsi) &&
 		    lws_remaining_packet_payload(wsi) == 0) {
 			handle_frame(p);
 			p->rx_in_msg = false;
 		}
-		if (p->wsi == wsi)
-			pump_arm(p, wsi);
 		break;
 
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
@@ -1172,7 +1258,7 @@ pbx_free(struct pbx *p)
 		return;
 	lws_sul_cancel(&p->sul_connect);
 	lws_sul_cancel(&p->sul_tick);
-	lws_sul_cancel(&p->sul_pump);
+	lws_sul_cancel(&p->sul_drain);
 	if (p->wsi != NULL)	/* lws may still call back: make it a no-op */
 		lws_set_opaque_user_data(p->wsi, NULL);
 	sendq_clear(p);

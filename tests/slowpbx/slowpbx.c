@@ -74,11 +74,11 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "../lib/rawpbx.h"
+
 #define MAX_CONNS	32
-#define REQ_MAX		8192	/* the upgrade request */
 #define FRAME_LEN	(1ULL << 40)	/* what frame-trickle announces */
 #define CHUNK_MAX	(1024 * 1024)
-#define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum mode { M_ACCEPT, M_TLS_TRICKLE, M_HTTP_TRICKLE, M_UPGRADE_CLOSE,
 	M_AUTH_ECHO, M_MUTE, M_FRAME_TRICKLE };
@@ -231,41 +231,6 @@ hold(struct conn *c, const unsigned char *src, size_t srclen)
 	    since(&c->start), c->trickled);
 }
 
-/* Read the upgrade request; fills the Sec-WebSocket-Accept value. */
-static int
-read_upgrade(struct conn *c, char *accept, size_t acceptlen)
-{
-	char req[REQ_MAX + 1], *k, *e;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char cat[256];
-	size_t len = 0;
-	int n;
-
-	while (len < REQ_MAX) {
-		n = SSL_read(c->ssl, req + len, (int)(REQ_MAX - len));
-		if (n <= 0)
-			return -1;
-		len += (size_t)n;
-		req[len] = '\0';
-		if (strstr(req, "\r\n\r\n") != NULL)
-			break;
-	}
-	if ((k = strcasestr(req, "\r\nSec-WebSocket-Key:")) == NULL)
-		return -1;
-	k += strlen("\r\nSec-WebSocket-Key:");
-	while (*k == ' ')
-		k++;
-	if ((e = strstr(k, "\r\n")) == NULL || (size_t)(e - k) > 64)
-		return -1;
-	snprintf(cat, sizeof(cat), "%.*s%s", (int)(e - k), k, WS_GUID);
-	if (!EVP_Digest(cat, strlen(cat), md, &mdlen, EVP_sha1(), NULL) ||
-	    acceptlen < 4 * ((mdlen + 2) / 3) + 1)
-		return -1;
-	EVP_EncodeBlock((unsigned char *)accept, md, (int)mdlen);
-	return 0;
-}
-
 /*
  * Read one client frame (masked, RFC 6455 §5.3) into buf, unmasked and
  * NUL-terminated. Small frames only: the auth command.
@@ -333,7 +298,8 @@ serve(struct conn *c)
 		return;
 	}
 	plog("TLS %u", c->id);
-	if (read_upgrade(c, accept, sizeof(accept)) != 0)
+	if (rawpbx_read_upgrade(c->ssl, accept, sizeof(accept), NULL, 0,
+	    NULL) != 0)
 		goto gone;
 	snprintf(resp, sizeof(resp), "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -418,21 +384,6 @@ conn_main(void *arg)
 	nconns--;
 	pthread_mutex_unlock(&lock);
 	return NULL;
-}
-
-static int
-write_port_file(const char *path, int port)
-{
-	char tmp[4096];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((f = fopen(tmp, "w")) == NULL)
-		return -1;
-	fprintf(f, "%d\n", port);
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
-		return -1;
-	return 0;
 }
 
 static void
@@ -528,11 +479,9 @@ bad:
 int
 main(int argc, char **argv)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t salen = sizeof(sa);
 	struct sigaction sig;
 	pthread_attr_t attr;
-	int lfd, one = 1;
+	int lfd, port;
 
 	if (parse_args(argc, argv) != 0)
 		return 64;
@@ -560,22 +509,12 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sig, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    listen(lfd, 16) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0) {
-		fprintf(stderr, "slowpbx: cannot listen: %s\n",
-		    strerror(errno));
+	if ((lfd = rawpbx_listen(opt.port_file, &port)) < 0) {
+		fprintf(stderr, "slowpbx: cannot listen (port file %s): %s\n",
+		    opt.port_file, strerror(errno));
 		return 1;
 	}
-	if (write_port_file(opt.port_file, ntohs(sa.sin_port)) != 0) {
-		fprintf(stderr, "slowpbx: %s: %s\n", opt.port_file,
-		    strerror(errno));
-		return 1;
-	}
-	plog("LISTEN %d (%s)", ntohs(sa.sin_port), mode_names[opt.mode]);
+	plog("LISTEN %d (%s)", port, mode_names[opt.mode]);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 
