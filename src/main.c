@@ -191,6 +191,18 @@ status_text(void *ctx, char *buf, size_t len)
 	w = snprintf(buf, len, "PBX %zu/%zu subscribed", up, d->cfg->npbx);
 	if (w > 0 && (size_t)w < len)
 		n = (size_t)w;
+	/* Contract §6: a refused subscription shows here too. */
+	for (size_t i = 0; i < d->cfg->npbx && n < len; i++) {
+		size_t rej;
+
+		if (d->pbx[i] == NULL || (rej = pbx_subs_rejected(d->pbx[i])) == 0)
+			continue;
+		w = snprintf(buf + n, len - n, "; %s: %zu of %zu subscription%s "
+		    "rejected", pbx_name(d->pbx[i]), rej, pbx_nsubs(d->pbx[i]),
+		    pbx_nsubs(d->pbx[i]) == 1 ? "" : "s");
+		if (w > 0 && (size_t)w < len - n)
+			n += (size_t)w;
+	}
 	if (d->ks != NULL) {
 		const struct ksink_stats *st = ksink_get_stats(d->ks);
 
