@@ -418,6 +418,7 @@ daemon_reload(struct daemon *d)
 		svc_ready(d->svc);
 		return;
 	}
+	(void)cfg_warnings(nc, NULL, NULL);
 	if (route_new(nc->kafka.routes, nc->kafka.nroutes, &nr, &bad) != 0 ||
 	    (np = calloc(nc->npbx, sizeof(*np))) == NULL ||
 	    (stop = calloc(d->cfg->npbx, sizeof(*stop))) == NULL) {
@@ -639,6 +640,7 @@ main(int argc, char **argv)
 		log_set_level(d.cfg->log_level);
 	else
 		log_set_level(level);
+	(void)cfg_warnings(d.cfg, NULL, NULL);
 	if (check) {
 		print_summary(d.cfg);
 		r = check_spool(d.cfg);
