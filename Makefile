@@ -289,6 +289,12 @@ tests: $(B)/tests/tlsplay
 
 .PHONY: install uninstall dist pkg-deps deb rpm
 
+# Test helper for the start-up tests: a spool backlog of a given size.
+tests: $(B)/tests/spoolgen
+$(B)/tests/spoolgen: tests/spoolgen/spoolgen.c $(B)/libw2k.a | $(B)/tests
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(B)/libw2k.a $(DEP_LIBS) $(LDLIBS)
+
 # Test helper for tests 150-179: a strict Prometheus text-format parser.
 tests: $(B)/tests/promparse
 $(B)/tests/promparse: tests/lib/promparse.c | $(B)/tests

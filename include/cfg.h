@@ -148,6 +148,17 @@ enum {
 int cfg_check(const struct cfg *cfg, unsigned flags, cfg_error_fn *fn,
     void *ctx);
 
+/**
+ * @brief Settings that are valid but most likely wrong: a PBX login and
+ *        topics that do not match (the system administrator, without
+ *        domain, may take only global_* topics; a tenant account only the
+ *        others: contract §6). Not errors.
+ * @param fn receives each warning; NULL logs each at warning level as
+ *        "config: FILE:LINE: warning: MESSAGE".
+ * @returns the number of warnings.
+ */
+int cfg_warnings(const struct cfg *cfg, cfg_error_fn *fn, void *ctx);
+
 /** @brief Free cfg and everything it owns, wiping secrets. NULL is a no-op. */
 void cfg_free(struct cfg *cfg);
 

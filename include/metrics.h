@@ -73,6 +73,9 @@ struct metrics_pbx {
 	const char		*name;	/* borrowed (cfg) */
 	enum pbx_state		 state;
 	const struct pbx_stats	*st;	/* borrowed */
+	const struct cfg_sub	*subs;	/* borrowed (cfg), nsubs of them */
+	const enum pbx_sub_state *sub_state;	/* borrowed, parallel */
+	size_t			 nsubs;
 };
 
 /* A snapshot of everything rendered; all pointers borrowed. */

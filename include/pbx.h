@@ -40,6 +40,24 @@ enum pbx_state {
 	PBX_SUBSCRIBED,		/* every subscribe sent: streaming */
 };
 
+/*
+ * What the PBX made of one configured subscription (contract §6), a metric
+ * label. A subscription is pending until the reply to its subscribe comes,
+ * active after a reply with status 0 (until the session ends), rejected
+ * after one with another status (until a later reply accepts it: it stays
+ * rejected across reconnects, so a dashboard stays red until the PBX says
+ * yes). Rejected subscriptions are sent again on every new session and
+ * every PBX_SUB_RETRY_S within one.
+ */
+enum pbx_sub_state {
+	PBX_SUB_PENDING,
+	PBX_SUB_ACTIVE,
+	PBX_SUB_REJECTED,
+	PBX_SUB_STATE_COUNT
+};
+
+#define PBX_SUB_RETRY_S		300	/* a rejected subscription, again */
+
 /* Why a session ended: a small fixed set, usable as a metric label. */
 enum pbx_disc {
 	PBX_DISC_CLOSED,	/* the PBX closed the connection */
@@ -134,5 +152,21 @@ const char *pbx_disc_name(enum pbx_disc why);
 const char *pbx_dl_name(enum pbx_dl reason);
 const char *pbx_name(const struct pbx *p);
 const struct pbx_stats *pbx_get_stats(const struct pbx *p);
+
+/** @returns the number of configured subscriptions (pc->nsubs). */
+size_t pbx_nsubs(const struct pbx *p);
+
+/** @returns the configured subscriptions (pbx_nsubs() of them), borrowed
+ *  from the live cfg: valid until a reload frees it. */
+const struct cfg_sub *pbx_subs(const struct pbx *p);
+
+/** @returns their states, parallel to pbx_subs(), borrowed: valid until
+ *  the next event-loop turn. */
+const enum pbx_sub_state *pbx_sub_states(const struct pbx *p);
+
+/** @returns how many subscriptions are rejected now. */
+size_t pbx_subs_rejected(const struct pbx *p);
+
+const char *pbx_sub_state_name(enum pbx_sub_state st);
 
 #endif

@@ -15,8 +15,9 @@
  * The producer side is a small protocol:
  *   spool_append()          a new record → its sequence number (seq);
  *   spool_next()            the next record to hand to librdkafka (records
- *                           to produce again first, then the backlog found at
- *                           start-up and the live records, alternately);
+ *                           to produce again first, then the others in
+ *                           spooled order: the backlog found at start-up,
+ *                           then this run's);
  *   spool_sent()            librdkafka accepted it: it is in flight;
  *   spool_ack()             its delivery report said delivered;
  *   spool_requeue()         its delivery report said failed: again later;

@@ -1838,14 +1838,14 @@ struct checker {
  * A problem with the setting at path: reported where it (or, for a default,
  * its nearest written parent) was written.
  */
-static void __attribute__((format(printf, 3, 4)))
-check_report(struct checker *ck, const char *path, const char *fmt, ...)
+static void
+where_find(const struct cfg *cfg, const char *path, const char **filep,
+    int *linep)
 {
-	const struct cfg_where *w = ck->cfg->where;
-	const char *file = ck->cfg->file;
-	char p[PATH_LEN], msg[MSG_LEN];
-	int line = 0, n;
-	va_list ap;
+	const struct cfg_where *w = cfg->where;
+	const char *file = cfg->file;
+	char p[PATH_LEN];
+	int line = 0;
 
 	snprintf(p, sizeof(p), "%s", path);
 	while (w != NULL && line == 0 && p[0] != '\0') {
@@ -1863,6 +1863,19 @@ check_report(struct checker *ck, const char *path, const char *fmt, ...)
 			break;
 		*cut = '\0';
 	}
+	*filep = file;
+	*linep = line;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+check_report(struct checker *ck, const char *path, const char *fmt, ...)
+{
+	const char *file;
+	char msg[MSG_LEN];
+	int line, n;
+	va_list ap;
+
+	where_find(ck->cfg, path, &file, &line);
 	n = snprintf(msg, sizeof(msg), "%s: ", path);
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		n = 0;
@@ -2120,6 +2133,68 @@ cfg_check(const struct cfg *cfg, unsigned flags, cfg_error_fn *fn, void *ctx)
 	if (flags & CFG_CHECK_SPOOL)
 		check_spool(&ck);
 	return ck.nerr ? W2K_EINVAL : 0;
+}
+
+/* ---- cfg_warnings ------------------------------------------------------ */
+
+static void
+default_warn(const char *file, int line, const char *msg)
+{
+	if (line > 0)
+		log_warn("config: %s:%d: warning: %s", file, line, msg);
+	else
+		log_warn("config: %s: warning: %s", file, msg);
+}
+
+/*
+ * PortSIP lets the system administrator (a login without domain) take only
+ * the global_* topics, for the tenants it names, and a tenant account only
+ * the tenant topics (portsip-wsi §3.6, §6 #5; contract §6). The PBX refuses
+ * the others at run time, where it shows as a rejected subscription; here
+ * it is only a warning, since PortSIP's rules have changed between
+ * versions.
+ */
+int
+cfg_warnings(const struct cfg *cfg, cfg_error_fn *fn, void *ctx)
+{
+	int nwarn = 0;
+
+	for (size_t i = 0; i < cfg->npbx; i++) {
+		const struct cfg_pbx *pc = &cfg->pbx[i];
+		bool sysadmin = pc->domain == NULL;
+
+		for (size_t j = 0; j < pc->nsubs; j++)
+			for (size_t k = 0; k < pc->subs[j].topics.n; k++) {
+				const char *t = pc->subs[j].topics.v[k];
+				bool global = strncmp(t, "global_", 7) == 0;
+				char path[PATH_LEN], msg[MSG_LEN];
+				const char *file;
+				int line;
+
+				if (global == sysadmin)
+					continue;
+				snprintf(path, sizeof(path),
+				    "pbx[%zu].subscriptions[%zu].topics", i, j);
+				where_find(cfg, path, &file, &line);
+				snprintf(msg, sizeof(msg), "%s: %s is a %s topic, "
+				    "but pbx %s logs in as %s: PortSIP refuses "
+				    "it (%s)", path, t, global ? "system" :
+				    "tenant", pc->name, sysadmin ?
+				    "the system administrator (no domain)" :
+				    "a tenant account (domain set)", global ?
+				    "global_* topics need the system "
+				    "administrator: remove domain" : "tenant "
+				    "topics need a tenant account with its "
+				    "domain, or use the global_ topic with "
+				    "tenants");
+				if (fn != NULL)
+					fn(ctx, file, line, msg);
+				else
+					default_warn(file, line, msg);
+				nwarn++;
+			}
+	}
+	return nwarn;
 }
 
 /* ---- free, compare, sizes --------------------------------------------- */

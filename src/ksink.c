@@ -4,8 +4,10 @@
  *
  * Every record is appended to the spool first (ksink_produce()) and handed
  * to librdkafka from there as fast as librdkafka takes it: spool_next()
- * picks the record (those to produce again first, then the backlog found at
- * start-up and live records in turn), rd_kafka_producev() copies it,
+ * picks the record (those to produce again first, then the others in
+ * spooled order, the backlog found at start-up before this run's: one key's
+ * records reach their partition in the order they were received, across
+ * restarts), rd_kafka_producev() copies it,
  * spool_sent() marks it in flight. RD_KAFKA_RESP_ERR__QUEUE_FULL ends the
  * round until the next tick: the spool is the backpressure, so input from
  * the PBXs never pauses, and when the spool is full its on_full policy

@@ -191,6 +191,18 @@ status_text(void *ctx, char *buf, size_t len)
 	w = snprintf(buf, len, "PBX %zu/%zu subscribed", up, d->cfg->npbx);
 	if (w > 0 && (size_t)w < len)
 		n = (size_t)w;
+	/* Contract §6: a refused subscription shows here too. */
+	for (size_t i = 0; i < d->cfg->npbx && n < len; i++) {
+		size_t rej;
+
+		if (d->pbx[i] == NULL || (rej = pbx_subs_rejected(d->pbx[i])) == 0)
+			continue;
+		w = snprintf(buf + n, len - n, "; %s: %zu of %zu subscription%s "
+		    "rejected", pbx_name(d->pbx[i]), rej, pbx_nsubs(d->pbx[i]),
+		    pbx_nsubs(d->pbx[i]) == 1 ? "" : "s");
+		if (w > 0 && (size_t)w < len - n)
+			n += (size_t)w;
+	}
 	if (d->ks != NULL) {
 		const struct ksink_stats *st = ksink_get_stats(d->ks);
 
@@ -406,6 +418,7 @@ daemon_reload(struct daemon *d)
 		svc_ready(d->svc);
 		return;
 	}
+	(void)cfg_warnings(nc, NULL, NULL);
 	if (route_new(nc->kafka.routes, nc->kafka.nroutes, &nr, &bad) != 0 ||
 	    (np = calloc(nc->npbx, sizeof(*np))) == NULL ||
 	    (stop = calloc(d->cfg->npbx, sizeof(*stop))) == NULL) {
@@ -627,6 +640,7 @@ main(int argc, char **argv)
 		log_set_level(d.cfg->log_level);
 	else
 		log_set_level(level);
+	(void)cfg_warnings(d.cfg, NULL, NULL);
 	if (check) {
 		print_summary(d.cfg);
 		r = check_spool(d.cfg);

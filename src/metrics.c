@@ -197,6 +197,57 @@ static const enum pbx_disc connect_reasons[] = {
 	PBX_DISC_ERROR, PBX_DISC_TLS, PBX_DISC_TIMEOUT,
 };
 
+/* "a,b": a subscription's topics, its metric label. */
+static void
+sub_label(const struct cfg_sub *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < s->topics.n && n < len; i++) {
+		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
+		    s->topics.v[i]);
+
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+}
+
+/*
+ * One series per distinct topics label and state: subscriptions of one
+ * PBX naming the same topics (different extensions, say) add up, so no
+ * label set is exported twice.
+ */
+static void
+render_subs(struct out *o, const struct metrics_pbx *mp)
+{
+	char a[256], b[256];
+
+	for (size_t j = 0; j < mp->nsubs; j++) {
+		uint64_t n[PBX_SUB_STATE_COUNT] = { 0 };
+		bool seen = false;
+
+		sub_label(&mp->subs[j], a, sizeof(a));
+		for (size_t k = 0; k < j && !seen; k++) {
+			sub_label(&mp->subs[k], b, sizeof(b));
+			seen = strcmp(a, b) == 0;
+		}
+		if (seen)
+			continue;
+		for (size_t k = j; k < mp->nsubs; k++) {
+			sub_label(&mp->subs[k], b, sizeof(b));
+			if (strcmp(a, b) == 0)
+				n[mp->sub_state[k]]++;
+		}
+		for (unsigned s = 0; s < PBX_SUB_STATE_COUNT; s++)
+			U64(o, "wsi2kafka_pbx_subscriptions", n[s],
+			    { "pbx", mp->name }, { "topics", a },
+			    { "state",
+			    pbx_sub_state_name((enum pbx_sub_state)s) });
+	}
+}
+
 static void
 render_pbx(struct out *o, const struct metrics_view *v)
 {
@@ -274,6 +325,13 @@ render_pbx(struct out *o, const struct metrics_view *v)
 			    v->pbx[i].st->dead_by_reason[r],
 			    { "pbx", v->pbx[i].name },
 			    { "reason", pbx_dl_name((enum pbx_dl)r) });
+
+	family(o, "wsi2kafka_pbx_subscriptions", "gauge",
+	    "Configured subscriptions by what the PBX made of them: active "
+	    "(accepted in this session), pending (no reply yet), rejected "
+	    "(refused; sent again every 5 minutes and on every new session).");
+	for (size_t i = 0; i < v->npbx; i++)
+		render_subs(o, &v->pbx[i]);
 }
 
 /* Deliveries per topic; the "other" slot merges into a topic so named. */
@@ -523,6 +581,9 @@ view_build(const struct metrics_src *src, struct metrics_view *v,
 		mp[n].name = pbx_name(src->pbx[i]);
 		mp[n].state = pbx_get_state(src->pbx[i]);
 		mp[n].st = pbx_get_stats(src->pbx[i]);
+		mp[n].subs = pbx_subs(src->pbx[i]);
+		mp[n].sub_state = pbx_sub_states(src->pbx[i]);
+		mp[n].nsubs = pbx_nsubs(src->pbx[i]);
 		n++;
 	}
 	v->pbx = mp;
@@ -588,8 +649,11 @@ metrics_readyz_view(struct metrics_buf *b, const struct metrics_view *v,
 	bool ok = v->ks == NULL || (v->ks->up && v->ks->nrefused == 0);
 	bool first = true;
 
-	for (size_t i = 0; i < v->npbx; i++)
+	for (size_t i = 0; i < v->npbx; i++) {
 		ok = ok && v->pbx[i].state == PBX_SUBSCRIBED;
+		for (size_t j = 0; j < v->pbx[i].nsubs; j++)
+			ok = ok && v->pbx[i].sub_state[j] != PBX_SUB_REJECTED;
+	}
 	text(&o, ok ? "{\"ready\":true,\"not_subscribed\":[" :
 	    "{\"ready\":false,\"not_subscribed\":[");
 	for (size_t i = 0; i < v->npbx; i++) {
@@ -606,7 +670,21 @@ metrics_readyz_view(struct metrics_buf *b, const struct metrics_view *v,
 		text(&o, ",\"state\":");
 		json_str(&o, pbx_state_name(v->pbx[i].state));
 		text(&o, v->pbx[i].state == PBX_SUBSCRIBED ?
-		    ",\"subscribed\":true}" : ",\"subscribed\":false}");
+		    ",\"subscribed\":true" : ",\"subscribed\":false");
+		/* Contract §6: a refused subscription, and which. */
+		text(&o, ",\"rejected_subscriptions\":[");
+		first = true;
+		for (size_t j = 0; j < v->pbx[i].nsubs; j++) {
+			char t[256];
+
+			if (v->pbx[i].sub_state[j] != PBX_SUB_REJECTED)
+				continue;
+			sub_label(&v->pbx[i].subs[j], t, sizeof(t));
+			text(&o, first ? "" : ",");
+			json_str(&o, t);
+			first = false;
+		}
+		text(&o, "]}");
 	}
 	/*
 	 * Only the verdict on Kafka, not the per-broker states: those come

@@ -79,6 +79,19 @@ struct pbx {
 	struct pbx_msg		*sendq;		/* 1 + nsubs slots */
 	size_t			 sendq_cap, nsend, sent;
 	size_t			 nsubs_queued;
+	/*
+	 * Per subscription (pc->nsubs): its state, whether its rejection was
+	 * logged in this session, and whether a subscribe for it awaits its
+	 * reply. Replies carry no reference to the command they answer
+	 * (portsip-wsi §3.4), so they are matched in the order the commands
+	 * were sent: await[] is that FIFO, at most one entry per subscription.
+	 */
+	enum pbx_sub_state	*sub_state;
+	bool			*sub_logged;
+	bool			*sub_awaited;
+	size_t			*await;
+	size_t			 await_head, await_n;
+	int64_t			 sub_sent_us;	/* last (re)subscribe, mono */
 	bool			 ping_due;
 	/* frame reassembly, bounded by max_frame */
 	unsigned char		*rx;
@@ -207,6 +220,18 @@ sendq_clear(struct pbx *p)
 	p->ping_due = false;
 }
 
+/* Forget the messages already written (their slots are reused). */
+static void
+sendq_clear_sent(struct pbx *p)
+{
+	size_t n = p->nsubs_queued;
+
+	if (p->sent == p->nsend) {
+		sendq_clear(p);
+		p->nsubs_queued = n;
+	}
+}
+
 /* Print a cJSON command into a new queue slot (with LWS_PRE headroom). */
 static int
 sendq_push(struct pbx *p, cJSON *cmd, bool secret)
@@ -313,27 +338,85 @@ add_strv(cJSON *cmd, const char *name, const struct cfg_strv *sv)
 	return 0;
 }
 
+/* How long a rejected subscription waits before it is sent again. */
+static int64_t
+sub_retry_us(void)
+{
+#ifdef W2K_TESTING
+	/* Tests only: the 5 minutes of contract §6 would make tests slow. */
+	const char *e = getenv("W2K_TEST_SUB_RETRY_S");
+
+	if (e != NULL && atoi(e) > 0)
+		return (int64_t)atoi(e) * 1000000;
+#endif
+	return (int64_t)PBX_SUB_RETRY_S * 1000000;
+}
+
+/* Queue the subscribe of subscription i; its reply is awaited in order. */
+static int
+queue_subscribe(struct pbx *p, size_t i)
+{
+	const struct cfg_sub *s = &p->pc->subs[i];
+	cJSON *cmd = cJSON_CreateObject();
+	int r = W2K_ENOMEM;
+
+	if (cmd != NULL && cJSON_AddStringToObject(cmd, "command",
+	    "subscribe") != NULL &&
+	    add_strv(cmd, "topics", &s->topics) == 0 &&
+	    add_strv(cmd, "extensions", &s->extensions) == 0 &&
+	    add_strv(cmd, "queues", &s->queues) == 0 &&
+	    add_strv(cmd, "tenants", &s->tenants) == 0)
+		r = sendq_push(p, cmd, false);
+	cJSON_Delete(cmd);
+	if (r != 0)
+		return r;
+	p->await[(p->await_head + p->await_n++) % p->pc->nsubs] = i;
+	p->sub_awaited[i] = true;
+	p->sub_sent_us = w2k_mono_us();
+	return 0;
+}
+
 static int
 queue_subscribes(struct pbx *p)
 {
-	for (size_t i = 0; i < p->pc->nsubs; i++) {
-		const struct cfg_sub *s = &p->pc->subs[i];
-		cJSON *cmd = cJSON_CreateObject();
-		int r = W2K_ENOMEM;
+	int r;
 
-		if (cmd != NULL && cJSON_AddStringToObject(cmd, "command",
-		    "subscribe") != NULL &&
-		    add_strv(cmd, "topics", &s->topics) == 0 &&
-		    add_strv(cmd, "extensions", &s->extensions) == 0 &&
-		    add_strv(cmd, "queues", &s->queues) == 0 &&
-		    add_strv(cmd, "tenants", &s->tenants) == 0)
-			r = sendq_push(p, cmd, false);
-		cJSON_Delete(cmd);
-		if (r != 0)
+	for (size_t i = 0; i < p->pc->nsubs; i++) {
+		if ((r = queue_subscribe(p, i)) != 0)
 			return r;
 		p->nsubs_queued++;
 	}
 	return 0;
+}
+
+/*
+ * Send the rejected subscriptions again (contract §6: permissions can be
+ * fixed on the PBX without restarting anything). Only once everything
+ * queued before has been written, so the queue's slots can be reused.
+ */
+static void
+resubscribe_rejected(struct pbx *p)
+{
+	size_t n = 0;
+
+	if (p->sent < p->nsend)
+		return;
+	sendq_clear_sent(p);
+	for (size_t i = 0; i < p->pc->nsubs; i++) {
+		if (p->sub_state[i] != PBX_SUB_REJECTED || p->sub_awaited[i])
+			continue;
+		if (queue_subscribe(p, i) != 0) {
+			log_err("pbx %s: cannot build a subscribe command",
+			    p->pc->name);
+			break;
+		}
+		n++;
+	}
+	if (n > 0) {
+		log_info("pbx %s: sending %zu rejected subscription%s again",
+		    p->pc->name, n, n == 1 ? "" : "s");
+		lws_callback_on_writable(p->wsi);
+	}
 }
 
 /* ---- connection lifecycle ---------------------------------------- */
@@ -354,6 +437,22 @@ rx_reset(struct pbx *p)
  * caller as a failed connect). Schedules the next connect unless the
  * session is stopping.
  */
+/*
+ * The session is gone: what was active is pending again (the next session
+ * subscribes anew); a rejection stays until a reply accepts it.
+ */
+static void
+subs_session_ended(struct pbx *p)
+{
+	for (size_t i = 0; i < p->pc->nsubs; i++) {
+		if (p->sub_state[i] == PBX_SUB_ACTIVE)
+			p->sub_state[i] = PBX_SUB_PENDING;
+		p->sub_logged[i] = false;
+		p->sub_awaited[i] = false;
+	}
+	p->await_head = p->await_n = 0;
+}
+
 static void
 session_ended(struct pbx *p, enum pbx_disc why, bool established)
 {
@@ -364,6 +463,7 @@ session_ended(struct pbx *p, enum pbx_disc why, bool established)
 	lws_sul_cancel(&p->sul_drain);
 	sendq_clear(p);
 	rx_reset(p);
+	subs_session_ended(p);
 	p->closing = false;
 	if (established)
 		p->stats.disconnects[why]++;
@@ -523,12 +623,72 @@ pbx_tick_cb(lws_sorted_usec_list_t *sul)
 	if (p->state == PBX_SUBSCRIBED && p->bo.attempt != 0 &&
 	    now - p->subscribed_us >= PBX_HEALTHY_US)
 		backoff_reset(&p->bo);
+	if (p->state == PBX_SUBSCRIBED && !p->closing &&
+	    pbx_subs_rejected(p) > 0 && now - p->sub_sent_us >= sub_retry_us())
+		resubscribe_rejected(p);
 again:
 	lws_sul_schedule(p->env->context, 0, &p->sul_tick, pbx_tick_cb,
 	    PBX_TICK_US);
 }
 
 /* ---- frames ---------------------------------------------------------- */
+
+/* The subscriptions' topics, "a,b", for logs and metric labels. */
+static void
+sub_topics(const struct cfg_sub *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < s->topics.n && n < len; i++) {
+		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
+		    s->topics.v[i]);
+
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+}
+
+/* The reply to the oldest subscribe still awaited (see pbx.await). */
+static void
+subscribe_reply(struct pbx *p, int status, const char *err)
+{
+	char topics[256];
+	size_t i;
+
+	if (p->await_n == 0) {
+		log_debug("pbx %s: unexpected subscribe reply ignored",
+		    p->pc->name);
+		return;
+	}
+	i = p->await[p->await_head];
+	p->await_head = (p->await_head + 1) % p->pc->nsubs;
+	p->await_n--;
+	p->sub_awaited[i] = false;
+	sub_topics(&p->pc->subs[i], topics, sizeof(topics));
+	if (status == 0) {
+		if (p->sub_state[i] == PBX_SUB_REJECTED)
+			log_notice("pbx %s: subscription to %s accepted by %s "
+			    "now", p->pc->name, topics, cur_url(p)->text);
+		else
+			log_debug("pbx %s: subscription to %s ok",
+			    p->pc->name, topics);
+		p->sub_state[i] = PBX_SUB_ACTIVE;
+		return;
+	}
+	p->sub_state[i] = PBX_SUB_REJECTED;
+	if (!p->sub_logged[i]) {	/* once per session (contract §6) */
+		p->sub_logged[i] = true;
+		log_err("pbx %s: subscribe to %s rejected by %s: %s (sent "
+		    "again every %lld s and on every new session)",
+		    p->pc->name, topics, cur_url(p)->text, err,
+		    (long long)(sub_retry_us() / 1000000));
+	} else {
+		log_debug("pbx %s: subscribe to %s rejected again: %s",
+		    p->pc->name, topics, err);
+	}
+}
 
 static void
 handle_reply(struct pbx *p, const struct norm_result *res)
@@ -541,6 +701,16 @@ handle_reply(struct pbx *p, const struct norm_result *res)
 	    strstr(err, p->pc->password) != NULL)
 		err = "(not shown: the reply repeats the password)";
 	p->stats.replies++;
+	/*
+	 * v16.0 answers without "command" ({"status":0}): such a reply is
+	 * the auth reply while authenticating, else the next awaited
+	 * subscribe's.
+	 */
+	if ((cmd != NULL && strcmp(cmd, "subscribe") == 0) ||
+	    (cmd == NULL && p->state != PBX_AUTHENTICATING && p->await_n > 0)) {
+		subscribe_reply(p, res->reply_status, err);
+		return;
+	}
 	if (cmd == NULL || strcmp(cmd, "auth") == 0) {
 		if (p->state != PBX_AUTHENTICATING) {
 			log_debug("pbx %s: unexpected auth reply ignored",
@@ -564,15 +734,13 @@ handle_reply(struct pbx *p, const struct norm_result *res)
 		lws_callback_on_writable(p->wsi);
 		return;
 	}
-	/*
-	 * A refused subscription leaves the session up (portsip-wsi §6 #6):
-	 * the other subscriptions still deliver, and the operator sees why.
-	 */
+	/* Any other command's reply (we send none): logged, nothing more. */
 	if (res->reply_status != 0)
-		log_err("pbx %s: %s rejected by %s: %s", p->pc->name, cmd,
-		    cur_url(p)->text, err);
+		log_err("pbx %s: %s rejected by %s: %s", p->pc->name,
+		    cmd == NULL ? "command" : cmd, cur_url(p)->text, err);
 	else
-		log_debug("pbx %s: %s ok", p->pc->name, cmd);
+		log_debug("pbx %s: %s ok", p->pc->name,
+		    cmd == NULL ? "command" : cmd);
 }
 
 static void
@@ -1165,6 +1333,18 @@ vhost_name(const char *name)
 	return names[n++];
 }
 
+/* The session's own allocations (not its vhost). */
+static void
+pbx_free_mem(struct pbx *p)
+{
+	free(p->sendq);
+	free(p->sub_state);
+	free(p->sub_logged);
+	free(p->sub_awaited);
+	free(p->await);
+	free(p);
+}
+
 int
 pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
     struct pbx **pp)
@@ -1178,8 +1358,13 @@ pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
 	p->env = env;
 	p->state = PBX_STOPPED;
 	p->sendq_cap = 1 + pc->nsubs;
-	if ((p->sendq = calloc(p->sendq_cap, sizeof(*p->sendq))) == NULL) {
-		free(p);
+	if ((p->sendq = calloc(p->sendq_cap, sizeof(*p->sendq))) == NULL ||
+	    (p->sub_state = calloc(pc->nsubs + 1, sizeof(*p->sub_state))) ==
+	    NULL ||
+	    (p->sub_logged = calloc(pc->nsubs + 1, sizeof(bool))) == NULL ||
+	    (p->sub_awaited = calloc(pc->nsubs + 1, sizeof(bool))) == NULL ||
+	    (p->await = calloc(pc->nsubs + 1, sizeof(size_t))) == NULL) {
+		pbx_free_mem(p);
 		return W2K_ENOMEM;
 	}
 	backoff_init(&p->bo, pc->backoff_initial, pc->backoff_max);
@@ -1191,8 +1376,7 @@ pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	if ((info.vhost_name = vhost_name(pc->name)) == NULL) {
-		free(p->sendq);
-		free(p);
+		pbx_free_mem(p);
 		return W2K_ENOMEM;
 	}
 	info.protocols = pbx_protocols;
@@ -1207,8 +1391,7 @@ pbx_new(const struct cfg_pbx *pc, const struct pbx_env *env,
 	if ((p->vhost = lws_create_vhost(env->context, &info)) == NULL) {
 		log_err("pbx %s: cannot set up TLS (ca_file, cert_file or "
 		    "key_file rejected)", pc->name);
-		free(p->sendq);
-		free(p);
+		pbx_free_mem(p);
 		return W2K_EINVAL;
 	}
 	if (!pc->tls.verify)
@@ -1259,10 +1442,56 @@ pbx_free(struct pbx *p)
 	lws_sul_cancel(&p->sul_connect);
 	lws_sul_cancel(&p->sul_tick);
 	lws_sul_cancel(&p->sul_drain);
+	/*
+	 * The vhost holds this PBX's SSL_CTX and CA store: a reload that
+	 * replaces the session must not leave it behind. Destroyed only when
+	 * no connection is left on it; a session freed while connected (a
+	 * forced reap, or exit) leaves its vhost to lws_context_destroy().
+	 */
+	if (p->vhost != NULL && pbx_idle(p))
+		lws_vhost_destroy(p->vhost);
 	if (p->wsi != NULL)	/* lws may still call back: make it a no-op */
 		lws_set_opaque_user_data(p->wsi, NULL);
 	sendq_clear(p);
-	free(p->sendq);
 	free(p->rx);
-	free(p);
+	pbx_free_mem(p);
+}
+
+size_t
+pbx_nsubs(const struct pbx *p)
+{
+	return p->pc->nsubs;
+}
+
+const struct cfg_sub *
+pbx_subs(const struct pbx *p)
+{
+	return p->pc->subs;
+}
+
+const enum pbx_sub_state *
+pbx_sub_states(const struct pbx *p)
+{
+	return p->sub_state;
+}
+
+size_t
+pbx_subs_rejected(const struct pbx *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->pc->nsubs; i++)
+		n += p->sub_state[i] == PBX_SUB_REJECTED;
+	return n;
+}
+
+const char *
+pbx_sub_state_name(enum pbx_sub_state st)
+{
+	static const char *const names[] = {
+		[PBX_SUB_PENDING] = "pending", [PBX_SUB_ACTIVE] = "active",
+		[PBX_SUB_REJECTED] = "rejected",
+	};
+
+	return (unsigned)st < PBX_SUB_STATE_COUNT ? names[st] : "unknown";
 }

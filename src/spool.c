@@ -74,6 +74,7 @@
 
 #define SEG_MAGIC	"W2KSEG1\n"
 #define SEG_HDR_LEN	32
+#define LAZY_AVG_GUESS	1024	/* bytes a record, when nothing tells */
 #define SEG_DIGITS	20
 #define SEG_SUFFIX	".seg"
 #define SEG_MIN_BYTES	(64 * 1024)
@@ -580,6 +581,14 @@ struct seg {
 	uint64_t	nread;		/* of those, handed out at least once */
 	uint64_t	nacked;		/* of those, acknowledged or lost */
 	bool		backlog;	/* found at start-up */
+	/*
+	 * A backlog segment not verified yet (see scan_dir()): nrec counts
+	 * the records found so far, est is what stats.records counts for it
+	 * until it has been read once, last_seq the last record's seq.
+	 */
+	bool		lazy;
+	uint64_t	est;
+	uint64_t	last_seq;
 };
 
 /* A record handed to the producer and not yet acknowledged. */
@@ -624,8 +633,8 @@ struct spool {
 	size_t		 wcap, wpend;
 	uint64_t	 wbase;
 
-	struct cursor	 cur[2];	/* [0] backlog, [1] live */
-	unsigned	 turn;		/* which cursor goes first next */
+	struct cursor	 cur[2];	/* [0] backlog, [1] live: read in
+					   this order (spooled order) */
 
 	struct fly	*fly;		/* open addressing, linear probing */
 	size_t		 flycap, nfly;	/* capacity a power of two */
@@ -746,7 +755,8 @@ io_error(struct spool *sp, const char *what, const char *name, int err)
 static void
 records_less(struct spool *sp, uint64_t n)
 {
-	sp->stats.records -= n;
+	/* (an estimate for unverified segments may have been low) */
+	sp->stats.records -= n < sp->stats.records ? n : sp->stats.records;
 	if (sp->stats.records == 0)
 		sp->stats.oldest_us = 0;
 }
@@ -1001,11 +1011,23 @@ syncer_ask(struct spool *sp, bool file)
 
 	pthread_mutex_lock(&sy->mu);
 	if (!sy->busy) {
+		bool handed = true;
+
 		if (file && sp->wfd >= 0) {
 			(void)spool_flush(sp);	/* logged; the rest is synced */
 			if ((fd = dup(sp->wfd)) >= 0) {
 				sy->fd = fd;
 				sy->first = sp->wseg->first;
+			} else {
+				/* Out of descriptors: the group commit is
+				 * still due, and tried again shortly. */
+				char name[64];
+				int e = errno;
+
+				seg_name(name, sizeof(name), sp->wseg->first);
+				io_error(sp, "cannot hand over for a sync (will "
+				    "retry)", name, e);
+				handed = false;
 			}
 		}
 		if (sp->dir_dirty && (fd = dup(sp->dirfd)) >= 0) {
@@ -1017,7 +1039,7 @@ syncer_ask(struct spool *sp, bool file)
 			sy->busy = true;
 			pthread_cond_signal(&sy->cv);
 		}
-		ok = true;
+		ok = handed;
 	}
 	pthread_mutex_unlock(&sy->mu);
 	return ok;
@@ -1282,7 +1304,7 @@ retire(struct spool *sp)
 	while (sp->nsegs > 0) {
 		struct seg *s = sp->segs[0];
 
-		if (s == sp->wseg || s->nacked < s->nrec)
+		if (s == sp->wseg || s->lazy || s->nacked < s->nrec)
 			return;
 		seg_remove(sp, s);
 	}
@@ -1378,6 +1400,8 @@ drop_oldest(struct spool *sp)
 	struct seg *s = sp->segs[0];
 	uint64_t n = s->nrec - s->nacked;
 
+	if (s->lazy)	/* what stats.records counts for it */
+		n = s->est > s->nacked ? s->est - s->nacked : 0;
 	if (s == sp->wseg) {
 		sp->wpend = 0;	/* dropped with the rest: nothing to write */
 		seal(sp, false);
@@ -1553,12 +1577,67 @@ spool_append(struct spool *sp, const struct record *rec, uint64_t *seqp)
 
 /* ---- reading: cursors and records to produce again ------------------------ */
 
+/* Start-up scan (and --check-config): its context (see scan_dir()). */
+struct scan {
+	struct spool	*sp;		/* spool_open(): repair and keep */
+	int		 dirfd;
+	const char	*dir;
+	spool_report_fn	*fn;		/* spool_check(): report here */
+	void		*ctx;
+	struct spool_check_result res;
+};
+
+
 /* Out of file descriptors or memory: that passes; try again later. */
 static bool
 transient(int err)
 {
 	return err == EMFILE || err == ENFILE || err == ENOMEM ||
 	    err == EINTR || err == EAGAIN;
+}
+
+static void bad_region(struct scan *sc, const char *name, int fd,
+    uint64_t from, uint64_t to, bool tail);
+
+/*
+ * Bytes [c->off, to) of an unverified backlog segment hold no record: the
+ * damage the start-up scan used to find, found as the segment is replayed
+ * (set aside in corrupt/ and logged the same way; the file itself is left
+ * as it is, and deleted once its records are delivered).
+ */
+static void
+lazy_bad(struct spool *sp, struct cursor *c, uint64_t to)
+{
+	struct scan sc = { .sp = sp, .dirfd = sp->dirfd, .dir = sp->dir };
+	char name[64];
+
+	seg_name(name, sizeof(name), c->seg->first);
+	bad_region(&sc, name, c->rd.fd, c->off, to, false);
+}
+
+/*
+ * An unverified backlog segment has been read to its end: its records are
+ * counted now (they replace the estimate in stats.records), and records
+ * missing before the next segment are reported, as the start-up scan did.
+ */
+static void
+lazy_done(struct spool *sp, struct seg *s)
+{
+	size_t i = seg_upper(sp, s->first);
+	int64_t records = (int64_t)sp->stats.records - (int64_t)s->est +
+	    (int64_t)s->nrec;
+
+	s->lazy = false;
+	sp->stats.records = records > 0 ? (uint64_t)records : 0;
+	if (sp->stats.records == 0)
+		sp->stats.oldest_us = 0;
+	if (i < sp->nsegs && s->nrec > 0 &&
+	    s->last_seq + 1 < sp->segs[i]->first)
+		log_err("spool: records %" PRIu64 "..%" PRIu64 " are missing "
+		    "(damaged or lost): they cannot be delivered",
+		    s->last_seq + 1, sp->segs[i]->first - 1);
+	if (s->nrec == 0)
+		s->end = s->first;
 }
 
 /*
@@ -1603,6 +1682,8 @@ cursor_finish(struct spool *sp, struct cursor *c)
 {
 	struct seg *s = c->seg;
 
+	if (s->lazy)
+		lazy_done(sp, s);
 	if (s->nread < s->nrec) {
 		uint64_t lost = s->nrec - s->nread;
 		char name[64];
@@ -1637,6 +1718,8 @@ cursor_peek(struct spool *sp, struct cursor *c)
 		r = c->rd.fd < 0 ? 0 : seg_find_record(&c->rd, &off, s->bytes,
 		    c->min_seq, s->end, &c->rec);
 		if (r == 1) {
+			if (s->lazy && off > c->off)
+				lazy_bad(sp, c, off);
 			c->off = off;
 			c->have = true;
 			break;
@@ -1647,6 +1730,8 @@ cursor_peek(struct spool *sp, struct cursor *c)
 			seg_name(name, sizeof(name), s->first);
 			log_err("spool: cannot read %s/%s at offset %" PRIu64
 			    ": %s", sp->dir, name, off, w2k_strerror(r));
+		} else if (s->lazy && c->rd.fd >= 0 && c->off < s->bytes) {
+			lazy_bad(sp, c, s->bytes);
 		}
 		c->off = s->bytes;
 		if (s == sp->wseg)
@@ -1737,9 +1822,14 @@ spool_next(struct spool *sp, const struct record **recp, uint64_t *seqp)
 	}
 	if (fly_reserve(sp) != 0)
 		return W2K_EAGAIN;	/* out of memory: try again later */
-	/* Backlog and live records take turns: neither starves the other. */
-	for (unsigned k = 0; k < 2; k++) {
-		unsigned i = sp->turn ^ k;
+	/*
+	 * Strictly in spooled order: the backlog found at start-up, then this
+	 * run's records. Taking turns would let a live call_ended overtake
+	 * the same call's call_answered from the backlog (contract §5: one
+	 * key, one partition, in order); the backlog drains at hundreds of
+	 * thousands of records a second, so new events wait little.
+	 */
+	for (unsigned i = 0; i < 2; i++) {
 		struct cursor *c = &sp->cur[i];
 
 		if (cursor_peek(sp, c)) {
@@ -1776,10 +1866,13 @@ spool_sent(struct spool *sp, uint64_t seq)
 		f.len = (uint32_t)c->rec.len;
 		fly_insert(sp, &f);	/* room reserved by spool_next() */
 		c->seg->nread++;
+		if (c->seg->lazy) {	/* verified now: counted */
+			c->seg->nrec++;
+			c->seg->last_seq = seq;
+		}
 		c->off += c->rec.len;
 		c->min_seq = seq + 1;
 		c->have = false;
-		sp->turn = i ^ 1;
 	}
 	sp->nout++;
 	return 0;
@@ -1956,15 +2049,6 @@ spool_tick(struct spool *sp)
 }
 
 /* ---- scanning at start-up (and for --check-config) ---------------------- */
-
-struct scan {
-	struct spool	*sp;		/* spool_open(): repair and keep */
-	int		 dirfd;
-	const char	*dir;
-	spool_report_fn	*fn;		/* spool_check(): report here */
-	void		*ctx;
-	struct spool_check_result res;
-};
 
 static void
 scan_note(struct scan *sc, enum log_level lvl, const char *fmt, ...)
@@ -2205,15 +2289,63 @@ list_segments(int dirfd, uint64_t **vp, size_t *np)
 	return 0;
 }
 
+/*
+ * An older backlog segment at start-up: kept unverified, its records
+ * estimated from its size (avg bytes a record), its header checked.
+ * @returns 0, or W2K_ENOMEM.
+ */
+static int
+lazy_segment(struct scan *sc, uint64_t first, uint64_t limit, uint64_t avg)
+{
+	unsigned char hdr[SEG_HDR_LEN];
+	char name[64];
+	struct stat st;
+	struct seg *s;
+	int fd;
+
+	seg_name(name, sizeof(name), first);
+	if ((fd = openat(sc->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0 ||
+	    fstat(fd, &st) != 0) {
+		scan_note(sc, LOG_LVL_ERR, "cannot open %s/%s: %s: its records "
+		    "cannot be delivered", sc->dir, name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL || seg_push(sc->sp, s) != 0) {
+		free(s);
+		close(fd);
+		return W2K_ENOMEM;
+	}
+	s->first = first;
+	s->end = limit;		/* its records' seqs are below the next's */
+	s->bytes = (uint64_t)st.st_size;
+	/* A valid header: records start after it; else search from 0. */
+	s->data_off = pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+	    memcmp(hdr, SEG_MAGIC, 8) == 0 && get64(hdr + 8) == first &&
+	    spool_crc32c(0, hdr, 28) == get32(hdr + 28) ? SEG_HDR_LEN : 0;
+	close(fd);
+	s->backlog = true;
+	s->lazy = true;
+	s->est = s->bytes > s->data_off ?
+	    (s->bytes - s->data_off + avg - 1) / avg : 0;
+	sc->sp->stats.bytes += s->bytes;
+	sc->sp->stats.records += s->est;
+	sc->res.segments++;
+	sc->res.records += s->est;
+	sc->res.bytes += s->bytes;
+	return 0;
+}
+
 /* Every segment, oldest first; with sc->sp, repaired and kept there. */
 static int
 scan_dir(struct scan *sc)
 {
-	uint64_t *firsts, prev_end = 0, next_seq = 1;
+	uint64_t *firsts, prev_end = 0, next_seq = 1, avg = 0;
 	bool have_prev = false;
-	struct seg_scan ss;
+	struct seg_scan ss, last;
 	char name[64];
-	size_t n, i;
+	size_t n, i, newest;
 	int r;
 
 	if ((r = list_segments(sc->dirfd, &firsts, &n)) != 0) {
@@ -2221,12 +2353,51 @@ scan_dir(struct scan *sc)
 		    w2k_strerror(r));
 		return r;
 	}
-	for (i = 0; i < n; i++) {
+	/*
+	 * At start-up (sc->sp) only the newest segment that holds records is
+	 * read and checked now: a crash can tear only the segment being
+	 * written, and its end gives the next sequence number. The older
+	 * ones are verified as they are replayed (lazy_bad(), lazy_done()),
+	 * so READY=1 does not wait for gigabytes to be read (contract §9).
+	 * --check-config (no sc->sp) still reads everything.
+	 */
+	newest = n;
+	if (sc->sp != NULL) {
+		while (newest > 0) {
+			scan_segment(sc, firsts[newest - 1], SEQ_LIMIT, &last);
+			if (last.nrec > 0 || last.unreadable)
+				break;
+			/* nothing to deliver: an empty segment (a crash right
+			 * after creating it), or only damage, set aside */
+			seg_name(name, sizeof(name), firsts[newest - 1]);
+			unlinkat(sc->dirfd, name, 0);
+			newest--;
+		}
+		if (newest > 0 && last.nrec > 0)
+			avg = (last.size - last.data_off) / last.nrec;
+		if (avg == 0)
+			avg = LAZY_AVG_GUESS;
+	}
+	for (i = 0; i < n && i < newest; i++) {
 		uint64_t first = firsts[i];
 		uint64_t limit = i + 1 < n ? firsts[i + 1] : SEQ_LIMIT;
 		struct seg *s;
 
-		scan_segment(sc, first, limit, &ss);
+		if (sc->sp != NULL && i + 1 < newest) {
+			if ((r = lazy_segment(sc, first, limit, avg)) ==
+			    W2K_ENOMEM) {
+				free(firsts);
+				return r;
+			}
+			if (first >= next_seq)
+				next_seq = first + 1;
+			have_prev = false;
+			continue;
+		}
+		if (sc->sp != NULL)
+			ss = last;	/* the newest: read above */
+		else
+			scan_segment(sc, first, limit, &ss);
 		if (ss.unreadable && ss.nrec == 0) {
 			/* Kept as it is, its end unknown: new segments must
 			 * not take its name. */

@@ -6,6 +6,7 @@
  *          [--script FILE] [--loop] [--subs N] [--log FILE]
  *          [--flood N] [--rate EPS] [--tenants N] [--idle-close S]
  *          [--client-ca FILE] [--log-time] [--tls-max VERSION]
+ *          [--refuse-topic TOPIC]
  *
  * A test buddy for the integration tests, the demo and the benchmarks: it
  * plays the PBX side of shared/reference/portsip-wsi.md (§1-§3, payloads of
@@ -97,6 +98,14 @@
  * established connections to a small frame-header parser that only looks at
  * opcodes.
  *
+ * --refuse-topic TOPIC refuses every subscribe that names TOPIC, as a PBX
+ * refuses a topic the account may not take (portsip-wsi §3.6, §6 #5):
+ * {"command":"subscribe","error":"no permission to subscribe to TOPIC",
+ * "id":"<n>","status":-1}, logged "REFUSE <c> <frame>"; the connection
+ * stays, and a refused subscribe does not count towards --subs. SIGUSR1
+ * lifts it (the permission was granted on the PBX): logged "ACCEPT TOPIC",
+ * later subscribes to it succeed.
+ *
  * --client-ca FILE (an addition to the brief) requires a client certificate
  * signed by that CA (mutual TLS, contract §4 tls.cert_file).
  *
@@ -161,6 +170,7 @@ static struct opts {
 	const char	*script;
 	int		 loop;
 	unsigned	 subs;
+	const char	*refuse_topic;
 	const char	*log;
 	unsigned long long flood;
 	double		 rate;
@@ -174,6 +184,8 @@ static struct opts {
 };
 
 static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t refuse_lifted;	/* SIGUSR1 */
+static int refuse_logged;
 static struct lws_context *ctx;
 static int shutting_down;
 static FILE *logfp;
@@ -1138,6 +1150,21 @@ do_subscribe(struct sess *s, cJSON *j, int unsub)
 			return;
 		}
 	}
+	if (!unsub && opt.refuse_topic != NULL && refuse_lifted &&
+	    !refuse_logged) {
+		refuse_logged = 1;
+		plog("ACCEPT %s", opt.refuse_topic);
+	}
+	if (!unsub && opt.refuse_topic != NULL && !refuse_lifted &&
+	    has_topic(topics, opt.refuse_topic)) {
+		char no[160];
+
+		snprintf(no, sizeof(no), "no permission to subscribe to %s",
+		    opt.refuse_topic);
+		error_reply(s, cmd, no);
+		log_frame(s, "REFUSE", j);
+		return;
+	}
 	reply(s, cmd, NULL);
 	if (unsub) {
 		log_frame(s, "UNSUBSCRIBE", j);
@@ -1834,8 +1861,10 @@ tick(lws_sorted_usec_list_t *sul)
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	if (sig == SIGUSR1)
+		refuse_lifted = 1;
+	else
+		interrupted = 1;
 }
 
 static unsigned char *
@@ -2193,7 +2222,7 @@ usage(FILE *fp)
 	    "              [--flood N] [--rate EPS] [--tenants N]"
 	    " [--idle-close S]\n"
 	    "              [--client-ca FILE] [--log-time]"
-	    " [--tls-max 1.0|1.1|1.2|1.3]\n"
+	    " [--tls-max 1.0|1.1|1.2|1.3] [--refuse-topic TOPIC]\n"
 	    "defaults: --port 0 (kernel's choice, 127.0.0.1 only) --path /wsi"
 	    " --user admin\n"
 	    "          --password secret --subs 1 --tenants 4\n");
@@ -2223,6 +2252,7 @@ parse_args(int argc, char **argv)
 		{ "idle-close", required_argument, NULL, 'i' },
 		{ "log-time", no_argument, NULL, 'T' },
 		{ "tls-max", required_argument, NULL, 'X' },
+		{ "refuse-topic", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -2243,6 +2273,7 @@ parse_args(int argc, char **argv)
 		case 's': opt.script = optarg; break;
 		case 'L': opt.loop = 1; break;
 		case 'T': opt.log_time = 1; break;
+		case 'R': opt.refuse_topic = optarg; break;
 		case 'X':
 			if (strcmp(optarg, "1.0") == 0)
 				opt.tls_max = TLS1_VERSION;
@@ -2348,6 +2379,7 @@ main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);	/* OpenSSL writes with plain write() */
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);

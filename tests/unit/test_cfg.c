@@ -1339,6 +1339,41 @@ cfg__null_callback__logs_and_fails(void **state)
 	assert_null(cfg);
 }
 
+/*
+ * Login kind against topics (contract §6): the system administrator (no
+ * domain) with a tenant topic, and a tenant account with a global_ topic,
+ * are warned about where the topics were written; matching ones are not.
+ * Warnings are not errors.
+ */
+static void
+cfg__warnings__login_kind_and_topics(void **state)
+{
+	struct errs e = { .n = 0 };
+	struct cfg *cfg = NULL;
+
+	(void)state;
+	load_ok("pbx = (\n"
+	    "  { name = \"sys\"; url = \"wss://a/\"; username = \"admin\";\n"
+	    "    password = \"p\";\n"
+	    "    subscriptions = ( { topics = [ \"global_cdr_events\" ];\n"
+	    "        tenants = [ \"1\" ]; },\n"
+	    "      { topics = [ \"extension_events\" ]; } ); },\n"
+	    "  { name = \"ten\"; url = \"wss://b/\"; username = \"u\";\n"
+	    "    password = \"p\"; domain = \"t.example.com\";\n"
+	    "    subscriptions = ( { topics = [ \"cdr_events\" ]; },\n"
+	    "      { topics = [ \"global_queue_events\" ]; } ); }\n"
+	    ");\nkafka = { brokers = \"k:9092\"; };\n", &cfg);
+	assert_int_equal(cfg_warnings(cfg, collect, &e), 2);
+	assert_reported(&e, "t.conf:6: pbx[0].subscriptions[1].topics: "
+	    "extension_events is a tenant topic, but pbx sys logs in as the "
+	    "system administrator (no domain): PortSIP refuses it*");
+	assert_reported(&e, "t.conf:10: pbx[1].subscriptions[1].topics: "
+	    "global_queue_events is a system topic, but pbx ten logs in as a "
+	    "tenant account (domain set): PortSIP refuses it*");
+	errs_clear(&e);
+	cfg_free(cfg);
+}
+
 /* ---- cfg_check -------------------------------------------------------- */
 
 /* A self-signed certificate and its key, PEM, into the temp directory. */
@@ -1754,6 +1789,7 @@ main(void)
 		    cfg__check_default_spool_dir__reported_against_file),
 		cmocka_unit_test(cfg__pbx_equal__every_field_counts),
 		cmocka_unit_test(cfg__parse_size__table),
+		cmocka_unit_test(cfg__warnings__login_kind_and_topics),
 		cmocka_unit_test(cfg__man_page__documents_every_key),
 	};
 	size_t nfixed = W2K_ARRAY_SIZE(fixed), nbad = W2K_ARRAY_SIZE(bad);

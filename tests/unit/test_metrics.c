@@ -79,8 +79,10 @@ setup(void **state)
 	f->st[0].events_by_type[norm_type_index("call_start")] = 25;
 	f->st[0].events_by_type[NORM_TYPE_OTHER] = 2;
 	f->st[0].dead_by_reason[PBX_DL_INVALID_JSON] = 4;
-	f->pbx[0] = (struct metrics_pbx){ "hq", PBX_SUBSCRIBED, &f->st[0] };
-	f->pbx[1] = (struct metrics_pbx){ "branch-2", PBX_WAITING, &f->st[1] };
+	f->pbx[0] = (struct metrics_pbx){ "hq", PBX_SUBSCRIBED, &f->st[0],
+	    NULL, NULL, 0 };
+	f->pbx[1] = (struct metrics_pbx){ "branch-2", PBX_WAITING, &f->st[1],
+	    NULL, NULL, 0 };
 
 	f->ks.produced = 7;
 	f->ks.topic_name[0] = "portsip.calls";
@@ -259,7 +261,7 @@ metrics__render_view__help_and_type_for_every_family(void **state)
 	helps = count_prefix(t, "# HELP ");
 	types = count_prefix(t, "# TYPE ");
 	assert_int_equal(helps, types);
-	assert_int_equal(helps, 31);
+	assert_int_equal(helps, 32);
 	for (const char *p = strstr(t, "# TYPE "); p != NULL;
 	    p = strstr(p + 1, "\n# TYPE ")) {
 		const char *line = *p == '\n' ? p + 1 : p;
@@ -308,7 +310,7 @@ metrics__render_view__dry_run_renders_zeros(void **state)
 	assert_line(t, "wsi2kafka_delivery_latency_seconds_count 0");
 	assert_line(t, "wsi2kafka_spool_records 0");
 	assert_line(t, "wsi2kafka_spool_oldest_age_seconds 0");
-	assert_int_equal(count_prefix(t, "# HELP "), 31);
+	assert_int_equal(count_prefix(t, "# HELP "), 32);
 }
 
 /* A configured topic literally named "other" absorbs the other slot. */
@@ -482,6 +484,64 @@ metrics__refusals__counted_and_named_by_readyz(void **state)
 	f->ks.nrefusals = 0;
 }
 
+/*
+ * Subscriptions (contract §6, §8): one series per PBX, topics label and
+ * state; two subscriptions naming the same topics add up; a rejected one
+ * makes /readyz 503 and is named there, pending ones do not.
+ */
+static void
+metrics__subscriptions__states_counted_and_rejected_named(void **state)
+{
+	struct fixture *f = *state;
+	const char *ext[] = { "extension_events" };
+	const char *cdr[] = { "cdr_events", "queue_events" };
+	struct cfg_sub subs[3];
+	enum pbx_sub_state st[3] = {
+		PBX_SUB_ACTIVE, PBX_SUB_REJECTED, PBX_SUB_PENDING,
+	};
+	cJSON *j, *rs;
+	bool ready;
+	const char *t;
+
+	memset(subs, 0, sizeof(subs));
+	subs[0].topics = (struct cfg_strv){ (char **)ext, 1 };
+	subs[1].topics = (struct cfg_strv){ (char **)cdr, 2 };
+	subs[2].topics = (struct cfg_strv){ (char **)ext, 1 };
+	f->pbx[0].subs = subs;
+	f->pbx[0].sub_state = st;
+	f->pbx[0].nsubs = 3;
+	f->pbx[1].state = PBX_SUBSCRIBED;
+
+	assert_int_equal(metrics_render_view(&f->b, &f->v), 0);
+	t = f->b.p;
+	assert_line(t, "wsi2kafka_pbx_subscriptions{pbx=\"hq\",topics=\""
+	    "extension_events\",state=\"active\"} 1");
+	assert_line(t, "wsi2kafka_pbx_subscriptions{pbx=\"hq\",topics=\""
+	    "extension_events\",state=\"pending\"} 1");
+	assert_line(t, "wsi2kafka_pbx_subscriptions{pbx=\"hq\",topics=\""
+	    "extension_events\",state=\"rejected\"} 0");
+	assert_line(t, "wsi2kafka_pbx_subscriptions{pbx=\"hq\",topics=\""
+	    "cdr_events,queue_events\",state=\"rejected\"} 1");
+	assert_int_equal(count_prefix(t, "wsi2kafka_pbx_subscriptions{"),
+	    2 * PBX_SUB_STATE_COUNT);
+
+	j = readyz(f, &ready);
+	assert_false(ready);
+	rs = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j,
+	    "pbx"), 0), "rejected_subscriptions");
+	assert_int_equal(cJSON_GetArraySize(rs), 1);
+	assert_string_equal(cJSON_GetArrayItem(rs, 0)->valuestring,
+	    "cdr_events,queue_events");
+	cJSON_Delete(j);
+
+	/* Accepted later: ready, though one is still pending. */
+	st[1] = PBX_SUB_ACTIVE;
+	j = readyz(f, &ready);
+	assert_true(ready);
+	cJSON_Delete(j);
+	f->pbx[0].nsubs = 0;
+}
+
 /* The live path with nothing live: no session, no producer, no spool. */
 static void
 metrics__render__live_objects_absent(void **state)
@@ -531,6 +591,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    metrics__refusals__counted_and_named_by_readyz, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    metrics__subscriptions__states_counted_and_rejected_named,
+		    setup, teardown),
 		cmocka_unit_test(metrics__render__live_objects_absent),
 	};
 
