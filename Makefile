@@ -295,6 +295,12 @@ $(B)/tests/spoolgen: tests/spoolgen/spoolgen.c $(B)/libw2k.a | $(B)/tests
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
 	    $(B)/libw2k.a $(DEP_LIBS) $(LDLIBS)
 
+# Test helper for the partitioner test: Java's Utils.murmur2 partition.
+tests: $(B)/tests/jmurmur2
+$(B)/tests/jmurmur2: tests/lib/jmurmur2.c | $(B)/tests
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< \
+	    $(LDLIBS)
+
 # Test helper for tests 150-179: a strict Prometheus text-format parser.
 tests: $(B)/tests/promparse
 $(B)/tests/promparse: tests/lib/promparse.c | $(B)/tests

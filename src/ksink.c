@@ -1211,6 +1211,13 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 	 */
 	r |= conf_set(conf, "acks", "all");
 	r |= conf_set(conf, "enable.idempotence", "true");
+	/*
+	 * The Java client's partitioner (contract §4): a key lands in the
+	 * partition a Java, Kafka Streams, ksqlDB or Flink producer would
+	 * put it in, so downstream jobs can co-partition. (librdkafka's own
+	 * default, consistent_random, hashes with CRC32.)
+	 */
+	r |= conf_set(conf, "partitioner", "murmur2_random");
 	r |= conf_set(conf, "message.timeout.ms", "0");
 	r |= conf_set(conf, "queue.buffering.max.kbytes", "16384");
 	r |= conf_set(conf, "queue.buffering.max.messages", "16384");
