@@ -82,6 +82,10 @@ struct cfg_kafka {
 	struct cfg_route *routes;	/* the contract's defaults if omitted */
 	size_t		 nroutes;
 	char		*dead_letter_topic; /* default "portsip.deadletter" */
+	char		*sasl_password_file;	/* NULL if not set; the */
+	char		*ssl_key_password_file;	/* secrets themselves go to
+						   prop_* as sasl.password,
+						   ssl.key.password */
 };
 
 struct cfg_spool {

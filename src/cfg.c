@@ -213,6 +213,10 @@ static const struct key schema[] = {
 	{ "kafka.brokers", K_STRING, KF_REQUIRED | KF_NONEMPTY,
 	    .off = OFF(cfg, kafka.brokers) },
 	{ "kafka.properties", K_PROPS, 0, .def = NULL },
+	{ "kafka.sasl_password_file", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg, kafka.sasl_password_file) },
+	{ "kafka.ssl_key_password_file", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg, kafka.ssl_key_password_file) },
 	{ "kafka.routes", K_LIST, KF_NONEMPTY, .off = OFF(cfg, kafka.routes),
 	    .off_n = OFF(cfg, kafka.nroutes),
 	    .elsize = sizeof(struct cfg_route) },
@@ -1348,6 +1352,58 @@ load_props(struct loader *ld, const config_setting_t *g)
 	}
 }
 
+static void read_secret(struct loader *ld, const config_setting_t *s,
+    const char *name, char **out);
+
+/*
+ * kafka.sasl_password_file and kafka.ssl_key_password_file: read like a
+ * PBX's password_file and handed to librdkafka as sasl.password and
+ * ssl.key.password, after kafka.properties (which must not set them too).
+ * Kept among the properties, so that a reload notices a new password and
+ * cfg_free() wipes it with them.
+ */
+static void
+kafka_secrets(struct loader *ld)
+{
+	static const struct { const char *key, *prop; } map[] = {
+		{ "sasl_password_file", "sasl.password" },
+		{ "ssl_key_password_file", "ssl.key.password" },
+	};
+	struct cfg_kafka *kc = &ld->cfg->kafka;
+	const config_setting_t *k = config_setting_get_member(ld->root,
+	    "kafka");
+
+	if (k == NULL || !config_setting_is_group(k))
+		return;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		const config_setting_t *s = config_setting_get_member(k,
+		    map[i].key);
+		char *secret = NULL, path[PATH_LEN];
+		bool dup = false;
+
+		if (s == NULL || config_setting_type(s) != CONFIG_TYPE_STRING)
+			continue;
+		for (size_t j = 0; j < kc->prop_names.n; j++)
+			dup = dup || strcmp(kc->prop_names.v[j],
+			    map[i].prop) == 0;
+		if (dup) {
+			report(ld, s, "give either %s or properties.%s, not "
+			    "both", map[i].key, map[i].prop);
+			continue;
+		}
+		read_secret(ld, s, config_setting_get_string(s), &secret);
+		if (secret == NULL)
+			continue;
+		spath(s, path, sizeof(path));
+		if (strv_push(&kc->prop_names, map[i].prop) != 0 ||
+		    strv_push(&kc->prop_values, secret) != 0 ||
+		    strv_push(&ld->cfg->where->prop_paths, path) != 0)
+			ld->nomem = true;
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+}
+
 static void
 load_key(struct loader *ld, const config_setting_t *s, const struct key *k,
     void *obj)
@@ -1439,16 +1495,35 @@ add_url(struct loader *ld, struct cfg_pbx *p, const config_setting_t *s)
 }
 
 /*
- * Reads password_file into p->password. The file must not be readable by
+ * Where a secret file is: a relative name is looked up in
+ * $CREDENTIALS_DIRECTORY when systemd set it (LoadCredential=, contract
+ * §4), else taken as it is. buf holds the result when one was built.
+ */
+static const char *
+secret_path(const char *file, char *buf, size_t len)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	int n;
+
+	if (file[0] == '/' || dir == NULL || dir[0] == '\0')
+		return file;
+	n = snprintf(buf, len, "%s/%s", dir, file);
+	return n > 0 && (size_t)n < len ? buf : file;
+}
+
+/*
+ * Reads a secret file (a password_file, kafka.sasl_password_file,
+ * kafka.ssl_key_password_file) into *out. The file must not be readable by
  * everyone (contract §3) nor writable by anyone but its owner (whoever can
  * write it chooses the password we send): mode 0600 or 0640, 0400 or 0440.
  * One trailing newline is not part of the secret.
  */
 static void
-read_secret(struct loader *ld, const config_setting_t *s, struct cfg_pbx *p)
+read_secret(struct loader *ld, const config_setting_t *s, const char *name,
+    char **out)
 {
-	const char *file = p->password_file;
-	char buf[SECRET_MAX + 2];
+	char buf[SECRET_MAX + 2], pbuf[PATH_MAX];
+	const char *file = secret_path(name, pbuf, sizeof(pbuf));
 	struct stat st;
 	ssize_t n;
 	size_t len = 0;
@@ -1505,7 +1580,7 @@ read_secret(struct loader *ld, const config_setting_t *s, struct cfg_pbx *p)
 		report(ld, s, "%s contains a NUL byte", file);
 	else if (memchr(buf, '\n', len) != NULL)
 		report(ld, s, "%s holds more than one line", file);
-	else if ((p->password = strndup(buf, len)) == NULL)
+	else if ((*out = strndup(buf, len)) == NULL)
 		ld->nomem = true;
 out:
 	explicit_bzero(buf, sizeof(buf));
@@ -1575,7 +1650,7 @@ pbx_post(struct loader *ld, const config_setting_t *e, void *obj)
 	one_of(ld, e, path, "username", "extension_number");
 	if ((s = one_of(ld, e, path, "password", "password_file")) != NULL &&
 	    p->password_file != NULL)
-		read_secret(ld, s, p);
+		read_secret(ld, s, p->password_file, &p->password);
 
 	/* A client certificate is useless without its key and vice versa. */
 	if ((tls = config_setting_get_member(e, "tls")) != NULL &&
@@ -1776,6 +1851,7 @@ cfg_load_string(const char *text, const char *name, struct cfg **cfgp,
 		walk_group(&ld, ld.root, "", ld.cfg);
 		check_names_unique(&ld);
 		check_routes(&ld);
+		kafka_secrets(&ld);
 	}
 	wipe_strings(config_root_setting(&lc));
 	config_destroy(&lc);
@@ -2249,6 +2325,8 @@ cfg_free(struct cfg *cfg)
 	}
 	free(cfg->kafka.routes);
 	free(cfg->kafka.dead_letter_topic);
+	free(cfg->kafka.sasl_password_file);
+	free(cfg->kafka.ssl_key_password_file);
 	free(cfg->spool.dir);
 	free(cfg->http_listen);
 	where_free(cfg->where);

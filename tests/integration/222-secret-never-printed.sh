@@ -6,13 +6,15 @@
 # and crashes (SIGSEGV: the sanitizer build prints its report; SIGABRT).
 # Afterwards every file of the test (logs, stdout, the
 # crash reports, /metrics scrapes, every record on every Kafka topic, the
-# spool) is searched for each password; only the password file and the
+# spool) is searched for each password (the PBX's, and the Kafka one of
+# kafka.sasl_password_file); only the password files and the
 # configuration file that holds the inline one may contain them.
 . "$(dirname "$0")/lib.sh"
 . tests/lib/metrics.sh
 . tests/lib/hostile.sh
 GOOD=Gd9xQ7-never-PRINT-e4
 WRONG=Wr5kP2-never-PRINT-b8
+KSECRET=Kf3mZ8-never-PRINT-c1	# kafka.sasl_password_file (unused by the mock)
 TOPICS="portsip.calls portsip.extensions portsip.queues portsip.cdr portsip.events portsip.deadletter"
 start_kmock $TOPICS
 cat >"$T/script" <<'S'
@@ -23,6 +25,10 @@ S
 start_pbxsim --script "$T/script" --subs 3 --password "$GOOD"
 write_conf
 printf '%s\n' "$GOOD" >"$T/hq.secret"
+printf '%s\n' "$KSECRET" >"$T/kafka.secret"
+chmod 600 "$T/kafka.secret"
+sed -i "s|dead_letter_topic = \"portsip.deadletter\";|dead_letter_topic = \"portsip.deadletter\"; sasl_password_file = \"$T/kafka.secret\";|" "$T/w2k.conf"
+grep -q sasl_password_file "$T/w2k.conf" || fail "no sasl_password_file in the config"
 
 # 1. Authenticated, debug logging, records on Kafka, /metrics, a reload,
 #    --check-config, then SIGSEGV.
@@ -84,8 +90,9 @@ done
 [ -s "$T/kafka.records" ] || fail "no records read back"
 grep -q 'AddressSanitizer\|SEGV\|Segmentation' "$T/run1.log" ||
 	echo "note - no crash report in run1.log (not a sanitizer build?)"
-hits=$(grep -a -r -l -e "$GOOD" -e "$WRONG" "$T" |
-    grep -v -e "^$T/hq.secret$" -e "^$T/inline.conf$" -e "^$T/script$")
+hits=$(grep -a -r -l -e "$GOOD" -e "$WRONG" -e "$KSECRET" "$T" |
+    grep -v -e "^$T/hq.secret$" -e "^$T/inline.conf$" -e "^$T/script$" \
+    -e "^$T/kafka.secret$")
 [ -z "$hits" ] || fail "a password was printed: $(for f in $hits; do
-	echo "$f:"; grep -a -n -e "$GOOD" -e "$WRONG" "$f" | head -n 3; done)"
+	echo "$f:"; grep -a -n -e "$GOOD" -e "$WRONG" -e "$KSECRET" "$f" | head -n 3; done)"
 ok "neither password in $(find "$T" -type f | wc -l) files: logs, stdout, crash reports, /metrics, Kafka records, spool"

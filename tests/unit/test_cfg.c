@@ -1374,6 +1374,68 @@ cfg__warnings__login_kind_and_topics(void **state)
 	cfg_free(cfg);
 }
 
+/*
+ * Kafka secrets from files (contract §4): sasl_password_file and
+ * ssl_key_password_file become the properties sasl.password and
+ * ssl.key.password, after the others; the file's mode is checked like a
+ * PBX password_file's; a relative path is looked up in
+ * $CREDENTIALS_DIRECTORY; giving the property too is an error.
+ */
+static void
+cfg__kafka_secret_files__read_checked_and_found(void **state)
+{
+	static const char base[] = "pbx = ( { name = \"a\"; url = \"wss://a/\";"
+	    " username = \"u\"; password = \"p\";\n"
+	    "  subscriptions = ( { topics = [ \"cdr_events\" ]; } ); } );\n";
+	struct errs e = { .n = 0 };
+	struct cfg *cfg = NULL;
+	char text[1024];
+	size_t n;
+
+	(void)state;
+	write_file("kafka.secret", "k-pass-42\n", 0600);
+	write_file("key.secret", "key-pass-7", 0640);
+	write_file("open.secret", "x", 0644);
+	snprintf(text, sizeof(text), "%skafka = { brokers = \"k:9093\";\n"
+	    "  properties = { sasl_username = \"w\"; };\n"
+	    "  sasl_password_file = \"@TMP@/kafka.secret\";\n"
+	    "  ssl_key_password_file = \"@TMP@/key.secret\"; };\n", base);
+	load_ok(text, &cfg);
+	n = cfg->kafka.prop_names.n;
+	assert_int_equal(n, 3);
+	assert_string_equal(cfg->kafka.prop_names.v[1], "sasl.password");
+	assert_string_equal(cfg->kafka.prop_values.v[1], "k-pass-42");
+	assert_string_equal(cfg->kafka.prop_names.v[2], "ssl.key.password");
+	assert_string_equal(cfg->kafka.prop_values.v[2], "key-pass-7");
+	cfg_free(cfg);
+
+	/* Readable by everyone: refused, where the key was written. */
+	snprintf(text, sizeof(text), "%skafka = { brokers = \"k:9093\";\n"
+	    "  sasl_password_file = \"@TMP@/open.secret\"; };\n", base);
+	assert_int_equal(load_text(text, "t.conf", &cfg, &e), W2K_EINVAL);
+	assert_reported(&e, "t.conf:4: kafka.sasl_password_file: @TMP@/"
+	    "open.secret is readable by everyone (mode 0644); chmod o-r it");
+	errs_clear(&e);
+
+	/* Both ways at once. */
+	snprintf(text, sizeof(text), "%skafka = { brokers = \"k:9093\";\n"
+	    "  properties = { sasl_password = \"inline\"; };\n"
+	    "  sasl_password_file = \"@TMP@/kafka.secret\"; };\n", base);
+	assert_int_equal(load_text(text, "t.conf", &cfg, &e), W2K_EINVAL);
+	assert_reported(&e, "t.conf:5: kafka.sasl_password_file: give either "
+	    "sasl_password_file or properties.sasl.password, not both");
+	errs_clear(&e);
+
+	/* A relative name, from systemd's credentials directory. */
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", tmpdir, 1), 0);
+	snprintf(text, sizeof(text), "%skafka = { brokers = \"k:9093\";\n"
+	    "  sasl_password_file = \"kafka.secret\"; };\n", base);
+	load_ok(text, &cfg);
+	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+	assert_string_equal(cfg->kafka.prop_values.v[0], "k-pass-42");
+	cfg_free(cfg);
+}
+
 /* ---- cfg_check -------------------------------------------------------- */
 
 /* A self-signed certificate and its key, PEM, into the temp directory. */
@@ -1790,6 +1852,7 @@ main(void)
 		cmocka_unit_test(cfg__pbx_equal__every_field_counts),
 		cmocka_unit_test(cfg__parse_size__table),
 		cmocka_unit_test(cfg__warnings__login_kind_and_topics),
+		cmocka_unit_test(cfg__kafka_secret_files__read_checked_and_found),
 		cmocka_unit_test(cfg__man_page__documents_every_key),
 	};
 	size_t nfixed = W2K_ARRAY_SIZE(fixed), nbad = W2K_ARRAY_SIZE(bad);
