@@ -221,7 +221,7 @@ install: all
 	    "$(DESTDIR)$(MANDIR)/man8/$(NAME).8" \
 	    "$(DESTDIR)$(MANDIR)/man5/$(NAME).conf.5"
 	if [ -e "$(CONFFILE)" ]; then echo "keeping the existing $(CONFFILE)"; \
-	else install -m 0644 conf/$(NAME).conf "$(CONFFILE)"; fi
+	else install -m 0640 conf/$(NAME).conf "$(CONFFILE)"; fi
 
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/$(NAME)" \

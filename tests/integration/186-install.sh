@@ -35,7 +35,7 @@ diff -u "$T/want" "$T/got" >"$T/diff" || fail "installed files: $(cat "$T/diff")
 ok "make install DESTDIR PREFIX=/usr: $(wc -l <"$T/got") files, as listed"
 
 [ "$(stat -c %a "$R/usr/bin/wsi2kafka")" = 755 ] || fail "binary mode"
-[ "$(stat -c %a "$R/etc/wsi2kafka/wsi2kafka.conf")" = 644 ] || fail "config mode"
+[ "$(stat -c %a "$R/etc/wsi2kafka/wsi2kafka.conf")" = 640 ] || fail "config mode"
 cmp -s conf/wsi2kafka.conf "$R/etc/wsi2kafka/wsi2kafka.conf" || fail "config differs"
 for m in man5/wsi2kafka.conf.5 man8/wsi2kafka.8; do
 	grep -q '@VERSION@' "$R/usr/share/man/$m" && fail "$m: @VERSION@ left"

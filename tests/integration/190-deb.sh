@@ -88,6 +88,8 @@ getent passwd wsi2kafka >/dev/null || fail "no wsi2kafka user after install"
 	fail "/etc/wsi2kafka: $(stat -c '%a %U:%G' /etc/wsi2kafka)"
 [ "$(stat -c '%a %U' /var/lib/wsi2kafka/spool)" = "700 wsi2kafka" ] ||
 	fail "spool: $(stat -c '%a %U' /var/lib/wsi2kafka/spool 2>&1)"
+[ "$(stat -c '%a %U:%G' /etc/wsi2kafka/wsi2kafka.conf)" = "640 root:wsi2kafka" ] ||
+	fail "configuration file: $(stat -c '%a %U:%G' /etc/wsi2kafka/wsi2kafka.conf)"
 /usr/bin/wsi2kafka -V | grep -q "^wsi2kafka ${DEB_VERSION%-*}$" || fail "installed -V: $(/usr/bin/wsi2kafka -V)"
 ok "dpkg -i: installed, user wsi2kafka, /etc/wsi2kafka 0750 root:wsi2kafka, spool 0700"
 
