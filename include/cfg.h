@@ -163,6 +163,13 @@ int cfg_check(const struct cfg *cfg, unsigned flags, cfg_error_fn *fn,
  */
 int cfg_warnings(const struct cfg *cfg, cfg_error_fn *fn, void *ctx);
 
+/**
+ * @brief A subscription's topics joined with commas ("cdr_events,
+ *        queue_events"): its name in logs and the metric label "topics".
+ * @param buf caller's; always NUL-terminated, cut to len.
+ */
+void cfg_sub_topics(const struct cfg_sub *s, char *buf, size_t len);
+
 /** @brief Free cfg and everything it owns, wiping secrets. NULL is a no-op. */
 void cfg_free(struct cfg *cfg);
 

@@ -2211,6 +2211,22 @@ cfg_check(const struct cfg *cfg, unsigned flags, cfg_error_fn *fn, void *ctx)
 	return ck.nerr ? W2K_EINVAL : 0;
 }
 
+void
+cfg_sub_topics(const struct cfg_sub *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < s->topics.n && n < len; i++) {
+		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
+		    s->topics.v[i]);
+
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+}
+
 /* ---- cfg_warnings ------------------------------------------------------ */
 
 static void

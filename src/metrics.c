@@ -197,23 +197,6 @@ static const enum pbx_disc connect_reasons[] = {
 	PBX_DISC_ERROR, PBX_DISC_TLS, PBX_DISC_TIMEOUT,
 };
 
-/* "a,b": a subscription's topics, its metric label. */
-static void
-sub_label(const struct cfg_sub *s, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < s->topics.n && n < len; i++) {
-		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
-		    s->topics.v[i]);
-
-		if (w < 0)
-			break;
-		n += (size_t)w;
-	}
-}
-
 /*
  * One series per distinct topics label and state: subscriptions of one
  * PBX naming the same topics (different extensions, say) add up, so no
@@ -228,15 +211,15 @@ render_subs(struct out *o, const struct metrics_pbx *mp)
 		uint64_t n[PBX_SUB_STATE_COUNT] = { 0 };
 		bool seen = false;
 
-		sub_label(&mp->subs[j], a, sizeof(a));
+		cfg_sub_topics(&mp->subs[j], a, sizeof(a));
 		for (size_t k = 0; k < j && !seen; k++) {
-			sub_label(&mp->subs[k], b, sizeof(b));
+			cfg_sub_topics(&mp->subs[k], b, sizeof(b));
 			seen = strcmp(a, b) == 0;
 		}
 		if (seen)
 			continue;
 		for (size_t k = j; k < mp->nsubs; k++) {
-			sub_label(&mp->subs[k], b, sizeof(b));
+			cfg_sub_topics(&mp->subs[k], b, sizeof(b));
 			if (strcmp(a, b) == 0)
 				n[mp->sub_state[k]]++;
 		}
@@ -679,7 +662,7 @@ metrics_readyz_view(struct metrics_buf *b, const struct metrics_view *v,
 
 			if (v->pbx[i].sub_state[j] != PBX_SUB_REJECTED)
 				continue;
-			sub_label(&v->pbx[i].subs[j], t, sizeof(t));
+			cfg_sub_topics(&v->pbx[i].subs[j], t, sizeof(t));
 			text(&o, first ? "" : ",");
 			json_str(&o, t);
 			first = false;

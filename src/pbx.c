@@ -633,23 +633,6 @@ again:
 
 /* ---- frames ---------------------------------------------------------- */
 
-/* The subscriptions' topics, "a,b", for logs and metric labels. */
-static void
-sub_topics(const struct cfg_sub *s, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < s->topics.n && n < len; i++) {
-		int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "",
-		    s->topics.v[i]);
-
-		if (w < 0)
-			break;
-		n += (size_t)w;
-	}
-}
-
 /* The reply to the oldest subscribe still awaited (see pbx.await). */
 static void
 subscribe_reply(struct pbx *p, int status, const char *err)
@@ -666,7 +649,7 @@ subscribe_reply(struct pbx *p, int status, const char *err)
 	p->await_head = (p->await_head + 1) % p->pc->nsubs;
 	p->await_n--;
 	p->sub_awaited[i] = false;
-	sub_topics(&p->pc->subs[i], topics, sizeof(topics));
+	cfg_sub_topics(&p->pc->subs[i], topics, sizeof(topics));
 	if (status == 0) {
 		if (p->sub_state[i] == PBX_SUB_REJECTED)
 			log_notice("pbx %s: subscription to %s accepted by %s "

@@ -115,6 +115,31 @@ append(struct spool *sp, unsigned i, size_t pad)
 	return seq;
 }
 
+/* No descriptor left (at most 128 open, the rest used up): fds[] holds
+ * those opened here; returns how many. fds_restore() undoes it. */
+static int
+fds_exhaust(struct rlimit *old, int *fds)
+{
+	struct rlimit low;
+	int n = 0;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+	low = *old;
+	low.rlim_cur = 128;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+		n++;
+	return n;
+}
+
+static void
+fds_restore(const struct rlimit *old, int *fds, int n)
+{
+	while (n > 0)
+		close(fds[--n]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, old), 0);
+}
+
 /* The record number (the "n" in the value) of the next record; takes it. */
 static unsigned
 take(struct spool *sp, uint64_t *seqp)
@@ -1041,9 +1066,9 @@ static void
 spool__out_of_descriptors__retried_not_lost(void **state)
 {
 	struct fx *fx = *state;
-	struct rlimit old, low;
+	struct rlimit old;
 	struct spool *sp;
-	int fds[256], n = 0;
+	int fds[256], n;
 	uint64_t s;
 
 	assert_int_equal(spool_open(&fx->cs, &sp), 0);
@@ -1056,17 +1081,10 @@ spool__out_of_descriptors__retried_not_lost(void **state)
 	take(sp, &s);
 	spool_requeue(sp, s);	/* to be read back through its own fd */
 	/* No descriptor left: the again reader cannot open the segment. */
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 128;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
-		n++;
+	n = fds_exhaust(&old, fds);
 	assert_true(nothing_next(sp));
 	assert_int_equal(spool_get_stats(sp)->records, 5);
-	while (n > 0)
-		close(fds[--n]);
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	fds_restore(&old, fds, n);
 	for (unsigned i = 0; i < 5; i++)
 		assert_int_equal(take(sp, NULL), i);
 	spool_close(sp);
@@ -1081,9 +1099,9 @@ static void
 spool__group_commit__retried_when_no_descriptor(void **state)
 {
 	struct fx *fx = *state;
-	struct rlimit old, low;
+	struct rlimit old;
 	struct spool *sp;
-	int fds[256], n = 0;
+	int fds[256], n;
 	int64_t due;
 
 	fx->cs.fsync_interval_ms = 1;
@@ -1091,16 +1109,9 @@ spool__group_commit__retried_when_no_descriptor(void **state)
 	append(sp, 1, 10);
 	assert_int_equal(spool_flush(sp), 0);
 	usleep(5000);
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 128;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
-		n++;
+	n = fds_exhaust(&old, fds);
 	due = spool_tick(sp);		/* dup() fails */
-	while (n > 0)
-		close(fds[--n]);
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	fds_restore(&old, fds, n);
 	/* Still waiting to be synced: a time to call again, not -1. */
 	assert_true(due >= 0);
 	/* Handed over now: nothing left to sync once the thread is done. */
