@@ -655,6 +655,8 @@ struct spool {
 	bool		 dir_dirty;	/* an unlink not yet synced */
 	int64_t		 last_append_us;
 	int64_t		 oldest_at_us;	/* last oldest_us refresh */
+	bool		 refusing;	/* drop_newest: full until a segment
+					   is removed */
 	uint64_t	 drop_unlogged;
 	int64_t		 drop_log_us;
 	uint64_t	 io_unlogged;
@@ -1260,6 +1262,7 @@ seg_remove(struct spool *sp, struct seg *s)
 			sp->dir_dirty = true;
 	}
 	sp->stats.bytes -= s->bytes;
+	sp->refusing = false;		/* room again (drop_newest) */
 	/* Only the oldest segment is ever removed. */
 	memmove(sp->segs, sp->segs + 1, (sp->nsegs - 1) * sizeof(*sp->segs));
 	sp->nsegs--;
@@ -1422,10 +1425,20 @@ make_room(struct spool *sp, size_t len)
 		    sp->wseg->bytes + len > sp->seg_target);
 		uint64_t want = len + (rotate ? SEG_HDR_LEN : 0);
 
-		if (sp->stats.bytes + want <= sp->max_bytes)
+		/*
+		 * drop_newest: once full, every new record is refused until
+		 * a delivered segment frees room, not only those that do not
+		 * fit: a small record after a refused large one would leave a
+		 * hole, and the same call's later events would arrive without
+		 * their predecessor.
+		 */
+		if (sp->stats.bytes + want <= sp->max_bytes &&
+		    !(sp->on_full == CFG_DROP_NEWEST && sp->refusing))
 			return 0;
 		if (sp->on_full == CFG_DROP_NEWEST || sp->nsegs == 0 ||
 		    want > sp->max_bytes) {
+			if (want <= sp->max_bytes)
+				sp->refusing = true;
 			drop_note(sp, 1, false);
 			return W2K_EFULL;
 		}
