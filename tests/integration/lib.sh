@@ -210,6 +210,11 @@ CONF
 # valgrind runs it inside its own process. (Never `w2k ... &`: a function
 # in the background is a subshell, and $! would be the subshell's pid.)
 start_daemon() {
+	# Emptied here, not only by the background job's redirection: a wait
+	# right after this must not read the previous run's lines (a race
+	# that made 160-http-limits see "http: listening" too early).
+	: >"$T/daemon.log"
+	: >"$T/daemon.out"
 	"${W2K_CMD[@]}" -c "$T/w2k.conf" "$@" >"$T/daemon.out" 2>"$T/daemon.log" &
 	DAEMON_PID=$!
 }
