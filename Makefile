@@ -10,6 +10,8 @@
 #                   every integration test with the daemon under memcheck
 #   make demo       deps, build, run the daemon against pbxsim + kmock
 #   make bench      release build in build/bench, the end-to-end benchmark
+#   make kafka      fetch the pinned Apache Kafka broker of the real-broker
+#                   tests (tests/kafka/pom.xml) with Maven into build/kafka
 #
 # Project flags come first and the user's CPPFLAGS/CFLAGS/LDFLAGS last, so that
 # dpkg-buildflags output drops in unchanged (style.md §15.9).
@@ -136,7 +138,7 @@ deps:
 # package tests (190-deb, 192-rpm) need those tools, and two of them must
 # not run apt-get at once. CHECK_J: the two builds compile on every core.
 CHECK_J ?= -j$(shell nproc 2>/dev/null || echo 1)
-check: pkg-deps
+check: pkg-deps kafka
 	$(MAKE) $(CHECK_J) B=build/san SANITIZE=address,undefined \
 	    CFLAGS="-O1 -g" CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING" tests fuzz-build
 	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
@@ -156,9 +158,32 @@ VALGRIND = valgrind --tool=memcheck --leak-check=full \
            --show-leak-kinds=definite,indirect,possible --num-callers=24 \
            --error-exitcode=99 --vgdb=no \
            --suppressions=$(CURDIR)/tests/valgrind.supp
-check-valgrind: deps
+check-valgrind: deps kafka
 	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
 	B=build/vg W2K_WRAP="$(VALGRIND)" tests/run
+
+# kafka: the Apache Kafka broker the 300-kafka-* integration tests run
+# (tests/kafka/broker.sh), the release pinned in tests/kafka/pom.xml, its
+# jars and their dependencies copied by Maven into build/kafka/libs
+# (shared by every build directory; Maven's ~/.m2 caches them too). Done
+# again only when the pom changes. Java 17 runs the broker and the tools;
+# the JDK (not only the JRE) runs tests/kafka/Partition.java from source.
+# A failure stops make check with the reason: the tests that need the
+# broker are never skipped.
+KAFKA_PKGS = openjdk-17-jdk-headless maven
+KAFKA_LIBS = build/kafka/libs
+kafka: $(KAFKA_LIBS)/.fetched
+$(KAFKA_LIBS)/.fetched: tests/kafka/pom.xml
+	$(MAKE) --no-print-directory deps DEB_PKGS="$(KAFKA_PKGS)"
+	rm -rf $(KAFKA_LIBS).new
+	mvn -B -q -Dstyle.color=never -f tests/kafka/pom.xml dependency:copy-dependencies \
+	    -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS).new || { \
+	    echo "make kafka: Maven could not fetch Apache Kafka (tests/kafka/pom.xml);" \
+	         "the real-broker tests (tests/integration/300-kafka-*) need it" >&2; \
+	    exit 1; }
+	rm -rf $(KAFKA_LIBS)
+	mv $(KAFKA_LIBS).new $(KAFKA_LIBS)
+	touch $@
 
 demo: deps
 	$(MAKE) all tests
@@ -167,7 +192,7 @@ demo: deps
 clean:
 	rm -rf build
 
-.PHONY: all tests deps check check-valgrind demo clean fuzz fuzz-build
+.PHONY: all tests deps check check-valgrind demo clean fuzz fuzz-build kafka
 
 # ---- install, packages (README "Installing and running as a service") -----
 #
