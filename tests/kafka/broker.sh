@@ -140,7 +140,7 @@ kafka_start() {
 			rm -rf "$KAFKA_DIR/data"
 			kafka_java kafka.tools.StorageTool format \
 			    --config "$KAFKA_DIR/server.properties" \
-			    --cluster-id "$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)" \
+			    --cluster-id "$(head -c 16 /dev/urandom | base64 | tr '+/' 'Ab' | cut -c1-22)" \
 			    "${scram[@]}" >"$KAFKA_DIR/format.log" 2>&1 ||
 				fail "kafka: kafka-storage format failed: $(tail -n 5 "$KAFKA_DIR/format.log")"
 		fi

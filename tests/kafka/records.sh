@@ -1,0 +1,58 @@
+# tests/kafka/records.sh — reading back what the daemon produced to the
+# real broker (tests/kafka/broker.sh), for the 300-kafka-* tests; sourced
+# after broker.sh.
+#
+# A real broker keeps every record, so the tests count by consuming: each
+# record as one JSON object {topic, p, key, h: {header: value}, v: value}.
+
+KTOPICS=(portsip.cdr portsip.calls portsip.extensions portsip.queues portsip.events portsip.deadletter)
+
+# krecords FILE TOPIC...: every record of those topics now, as JSON lines.
+krecords() {
+	local out=$1 t
+	shift
+	: >"$out"
+	for t in "$@"; do
+		# Values are our JSON (no raw tab or newline); keys are ids.
+		kafka_all "$t" '%t\t%p\t%k\t%h\t%s\n' >"$T/krec.raw"
+		jq -R -c 'split("\t") | {topic: .[0], p: (.[1] | tonumber), key: .[2],
+		    h: (.[3] | split(",") | map(capture("^(?<k>[^=]*)=(?<v>.*)$"))
+		        | map({(.k): .v}) | add // {}),
+		    v: (.[4:] | join("\t") | fromjson)}' "$T/krec.raw" >>"$out" ||
+			fail "records of $t are not topic/partition/key/headers/JSON"
+	done
+}
+
+# krecords_check FILE: every record in FILE is on the topic the default
+# routes give its type, with the key and the CloudEvents headers of
+# contract §5; prints the bad ones (at most 5) and fails on any.
+krecords_check() {
+	local bad
+	bad=$(jq -c 'def route: if .type == "call_cdr" then "portsip.cdr"
+	        elif (.type | test("^(call_|target_|cdr_target_)")) then "portsip.calls"
+	        elif (.type | startswith("extension_")) then "portsip.extensions"
+	        elif (.type | startswith("queue_")) then "portsip.queues"
+	        else "portsip.events" end;
+	    def key: if .tenant_id == null then ""
+	        elif .session_id != null then .tenant_id + ":" + .session_id
+	        elif .data.extension_id != null then .tenant_id + ":" + .data.extension_id
+	        elif .data.queue_id != null then .tenant_id + ":" + .data.queue_id
+	        elif .data.queue_number != null then .tenant_id + ":" + .data.queue_number
+	        else .tenant_id end;
+	    select(.v.schema == "wsi2kafka.event/1")
+	    | select(.topic != (.v | route) or .key != (.v | key)
+	        or .h.ce_specversion != "1.0" or .h.ce_id != .v.id
+	        or .h.ce_source != "wsi2kafka://" + .v.pbx
+	        or .h.ce_type != "com.portsip.wsi." + .v.type
+	        or .h["content-type"] != "application/json"
+	        or ((.h | has("ce_time")) != (.v.time != null)))
+	    | {topic, key, h, type: .v.type, id: .v.id}' "$1" | head -n 5)
+	[ -z "$bad" ] || fail "records off their route, key or headers: $bad"
+}
+
+# kids FILE [PBX]: the ids in FILE (of PBX's records), one a line, sorted,
+# duplicates kept.
+kids() { jq -r --arg p "${2:-}" 'select($p == "" or .v.pbx == $p) | .v.id' "$1" | sort; }
+
+# kseqs FILE [PBX]: the distinct flood seqs in FILE, sorted.
+kseqs() { jq -r --arg p "${2:-}" 'select($p == "" or .v.pbx == $p) | .v.data.seq // empty' "$1" | sort -n -u; }
