@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include <libwebsockets.h>
+#include <librdkafka/rdkafka.h>
 
 #include "cfg.h"
 #include "histo.h"
@@ -213,5 +214,20 @@ const char *ksink_refusal_name(enum ksink_refusal why);
  *          librdkafka's own check reports it).
  */
 uint64_t ksink_message_max_bytes(const struct cfg *cfg);
+
+/**
+ * @brief The producer's librdkafka configuration, as the daemon connects
+ *        with it: the defaults of contract §4 (acks=all, idempotence, the
+ *        murmur2_random partitioner, ...), then kafka.properties (they
+ *        win; secrets from files are among them), then bootstrap.servers.
+ *        No callbacks are set. The producer and --check-kafka (kcheck.h)
+ *        both build theirs here, so the check connects as the daemon does.
+ * @param cfg borrowed.
+ * @param confp out: owned by the caller, who hands it to rd_kafka_new()
+ *        or rd_kafka_conf_destroy()s it.
+ * @returns 0, W2K_EINVAL (librdkafka refused a property; logged with its
+ *          name), W2K_ENOMEM.
+ */
+int ksink_conf_new(const struct cfg *cfg, rd_kafka_conf_t **confp);
 
 #endif

@@ -1188,17 +1188,17 @@ queue_events(struct ksink *ks, rd_kafka_t *rk, bool on)
 	rd_kafka_queue_destroy(q);	/* the handle only; rk keeps the queue */
 }
 
-static int
-producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
+int
+ksink_conf_new(const struct cfg *cfg, rd_kafka_conf_t **confp)
 {
 	const struct cfg_kafka *kc = &cfg->kafka;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_t *rk;
-	char errstr[512], num[32];
+	char num[32];
 	uint64_t max_msg;
-	size_t size;
 	int r = 0;
 
+	if (conf == NULL)
+		return W2K_ENOMEM;
 	/*
 	 * Defaults first, the user's properties after them (they win).
 	 * message.timeout.ms=0: librdkafka retries for as long as it takes;
@@ -1246,6 +1246,22 @@ producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
 		rd_kafka_conf_destroy(conf);
 		return W2K_EINVAL;
 	}
+	*confp = conf;
+	return 0;
+}
+
+static int
+producer_create(struct ksink *ks, const struct cfg *cfg, rd_kafka_t **rkp)
+{
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	char errstr[512], num[32];
+	uint64_t max_msg = ksink_message_max_bytes(cfg);
+	size_t size;
+	int r;
+
+	if ((r = ksink_conf_new(cfg, &conf)) != 0)
+		return r;
 	/* What librdkafka will enforce: dead letters are cut to fit it. */
 	size = sizeof(num);
 	if (rd_kafka_conf_get(conf, "message.max.bytes", num, &size) ==

@@ -11,6 +11,7 @@
  */
 #include "cfg.h"
 #include "http.h"
+#include "kcheck.h"
 #include "ksink.h"
 #include "log.h"
 #include "pbx.h"
@@ -69,13 +70,19 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: wsi2kafka [-c FILE] [-t | -n] [-l LEVEL] [-V] [-h]\n"
+	    "usage: wsi2kafka [-c FILE] [-t | -n | --check-kafka] [-l LEVEL] "
+	    "[-V] [-h]\n"
 	    "  -c, --config FILE      configuration file (default %s)\n"
 	    "  -t, --check-config     load and validate everything, print a "
 	    "short summary, exit\n"
 	    "  -n, --dry-run          run the PBX sessions, print each record "
 	    "as one JSON line\n"
 	    "                         on stdout instead of producing to Kafka\n"
+	    "      --check-kafka      connect to Kafka as configured, report "
+	    "every topic\n"
+	    "                         (exists, partitions, leaders, WRITE), "
+	    "exit 0 if all\n"
+	    "                         is well, 1 with a line per problem\n"
 	    "  -l, --log-level LEVEL  error | warning | info | debug "
 	    "(overrides the file)\n"
 	    "  -V, --version\n"
@@ -574,6 +581,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "check-config", no_argument, NULL, 't' },
+		{ "check-kafka", no_argument, NULL, 'K' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
@@ -582,7 +590,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = DEFAULT_CONFIG, *level_arg = NULL;
-	bool check = false, dry_run = false;
+	bool check = false, dry_run = false, check_kafka = false;
 	struct daemon d;
 	enum log_level level = LOG_LVL_INFO;
 	int c, r;
@@ -604,6 +612,9 @@ main(int argc, char **argv)
 		case 't':
 			check = true;
 			break;
+		case 'K':	/* --check-kafka: no short option */
+			check_kafka = true;
+			break;
 		case 'V':
 			printf("wsi2kafka %s\n", W2K_VERSION);
 			return W2K_EXIT_OK;
@@ -612,9 +623,10 @@ main(int argc, char **argv)
 			return W2K_EXIT_USAGE;
 		}
 	}
-	if (optind != argc || (check && dry_run)) {
+	if (optind != argc || check + dry_run + check_kafka > 1) {
 		fprintf(stderr, "wsi2kafka: %s\n", optind != argc ?
-		    "unexpected argument" : "-t and -n exclude each other");
+		    "unexpected argument" :
+		    "-t, -n and --check-kafka exclude each other");
 		usage(stderr);
 		return W2K_EXIT_USAGE;
 	}
@@ -641,6 +653,13 @@ main(int argc, char **argv)
 	else
 		log_set_level(level);
 	(void)cfg_warnings(d.cfg, NULL, NULL);
+	if (check_kafka) {
+		/* A report on stdout; secrets are never in it. */
+		r = kcheck_run(d.cfg, stdout);
+		cfg_free(d.cfg);
+		return r == 0 ? W2K_EXIT_OK : r == W2K_EINVAL ?
+		    W2K_EXIT_CONFIG : W2K_EXIT_FAIL;
+	}
 	if (check) {
 		print_summary(d.cfg);
 		r = check_spool(d.cfg);

@@ -92,7 +92,7 @@ rc=$?
 [ "$rc" -eq 0 ] || fail "--check-kafka: exit $rc: $(cat "$T/check.out" "$T/check.err")"
 for tp in portsip.calls:7 portsip.cdr:3 portsip.extensions:3 portsip.queues:3 \
     portsip.events:3 portsip.deadletter:3; do
-	grep -qE "^  ${tp%:*}: ok, ${tp#*:} partitions" "$T/check.out" ||
+	grep -qE "^  ${tp%:*}( \(dead-letter topic\))?: ok, ${tp#*:} partitions, leaders reachable" "$T/check.out" ||
 		fail "--check-kafka does not report ${tp%:*} with ${tp#*:} partitions: $(cat "$T/check.out")"
 done
 grep -qi 'sasl.*ok\|authenticat.*ok' "$T/check.out" || fail "--check-kafka says nothing of SASL: $(cat "$T/check.out")"
