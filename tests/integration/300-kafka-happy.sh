@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Against a real Apache Kafka 4.x broker (tests/kafka/broker.sh: KRaft,
 # TLS, SASL, ACLs, no topic auto-creation), one broker for these scenarios:
-#  a. SASL_SSL: the PBX's realistic mix (a flood of calls and the
+#  a. SASL_SSL (the password a systemd credential: a relative
+#     kafka.sasl_password_file read from $CREDENTIALS_DIRECTORY, contract
+#     §4; never printed in logs, metrics, -t or --check-kafka output):
+#     the PBX's realistic mix (a flood of calls and the
 #     events.script of every event type) lands on the routed topics, with
 #     the keys and CloudEvents headers of contract §5, every record exactly
 #     once by id;
@@ -26,8 +29,10 @@ kafka_create_topics 3 portsip.cdr portsip.extensions portsip.queues portsip.even
 kafka_grant User:w2k Write Describe -- "${KTOPICS[@]}"
 kafka_grant User:wsi2kafka-test Write Describe -- "${KTOPICS[@]}"
 kafka_reader "${KTOPICS[@]}"
-printf '%s\n' "$W2K_PW" >"$T/kafka.secret"
-chmod 600 "$T/kafka.secret"
+mkdir -m 700 "$T/creds"
+printf '%s\n' "$W2K_PW" >"$T/creds/kafka.secret"
+chmod 600 "$T/creds/kafka.secret"
+export CREDENTIALS_DIRECTORY=$T/creds
 
 # all_in N: the PBX played everything and the daemon's spool is empty with
 # at least N records delivered (the whole input is on Kafka).
@@ -41,11 +46,13 @@ all_in() {
 start_pbxsim --flood "$FLOOD" --script tests/integration/data/events.script --subs 3
 PBX1=${PIDS[-1]}
 write_conf
-kafka_conf w2k "$T/kafka.secret"
+kafka_conf w2k kafka.secret
 start_http_daemon
 wait_for 120 all_in "$FLOOD" || fail "not everything delivered: $(grep -c . "$T/pbxsim.events") pbxsim lines, $(sum_series 'wsi2kafka_records_produced_total{') produced"
 produced=$(sum_series 'wsi2kafka_records_produced_total{')
 expect 'wsi2kafka_kafka_up' == 1
+w2k -t -c "$T/w2k.conf" >"$T/t.out" 2>&1 || fail "-t: $(cat "$T/t.out")"
+grep -q -- "$W2K_PW" "$T/daemon.log" "$T/metrics.txt" "$T/t.out" && fail "the SASL password was printed"
 stop_daemon
 [ "$DAEMON_RC" -eq 0 ] || fail "exit status $DAEMON_RC"
 krecords "$T/a.json" "${KTOPICS[@]}"
