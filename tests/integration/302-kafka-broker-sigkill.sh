@@ -6,6 +6,10 @@
 # acknowledgement was lost with the connection) carries the same id as
 # its first copy. The duplicates are counted and printed.
 . "$(dirname "$0")/lib.sh"
+# What this tests is the broker's log and the producer's retries, which
+# the daemon's valgrind runs of 90-broker-outage and 110-spool-sigkill
+# cover on its side; the ASan pass runs it.
+not_under_valgrind "a broker's SIGKILL and restart (ASan pass only)"
 . tests/lib/metrics.sh
 . tests/kafka/broker.sh
 . tests/kafka/records.sh
