@@ -25,7 +25,7 @@ not_under_valgrind "refusals on a real broker (ASan pass only)"
 . tests/lib/refusals.sh
 . tests/kafka/broker.sh
 . tests/kafka/records.sh
-FLOOD=${FLOOD:-3000}
+FLOOD=${FLOOD:-2000}
 NBAD=${NBAD:-20}
 W2K_PW=w2k-Refused-pw-5
 kafka_start "w2k=$W2K_PW"
