@@ -82,6 +82,9 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		break;
 	}
 	log_debug("kafka: %s: %s", rd_kafka_err2name(err), reason);
+	/* "1/1 brokers are down" says less than the connection's error. */
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && kc->fail >= f)
+		return;
 	if (f >= kc->fail) {
 		kc->fail = f;
 		snprintf(kc->why, sizeof(kc->why), "%s", reason);
