@@ -51,13 +51,13 @@ READER=reader READER_PW=rEad-3r-pw
 # archive of the JDK is used when present.
 KAFKA_JAVA_OPTS=${KAFKA_JAVA_OPTS:--Xms64m -Xmx256m -XX:+UseSerialGC
     -XX:TieredStopAtLevel=1 -Xss512k -XX:MaxMetaspaceSize=160m
-    -Xshare:auto -Djava.awt.headless=true}
+    -Xshare:auto -XX:-UsePerfData -Djava.awt.headless=true}
 # Start-up bound, in seconds (scaled by lib.sh's TIME_SCALE): a JVM on a
 # loaded 2-core machine takes 5-20 s.
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 
 kafka_java() {	# CLASS ARGS...: a tool from the same jars, quietly
-	java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
+	java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto -XX:-UsePerfData \
 	    -Dlog4j2.configurationFile="$(realpath tests/kafka/log4j2.properties)" \
 	    -Dkafka.logs.dir="$KAFKA_DIR" -cp "$KAFKA_CP" "$@"
 }
