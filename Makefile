@@ -8,6 +8,8 @@
 #                   tests at a time (tests/run, default 4)
 #   make check-valgrind  only the valgrind half: build/vg, the unit tests and
 #                   every integration test with the daemon under memcheck
+#   make check-trixie  the build, the tests and the .deb in a Debian 13 root
+#                   (debootstrap, cached in build/trixie-root); root only
 #   make demo       deps, build, run the daemon against pbxsim + kmock
 #   make bench      release build in build/bench, the end-to-end benchmark
 #
@@ -160,14 +162,25 @@ check-valgrind: deps
 	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
 	B=build/vg W2K_WRAP="$(VALGRIND)" tests/run
 
+# check-trixie: the build, the tests (but those that need Maven), `make deb`
+# and `apt install` of the package in a Debian 13 root made with debootstrap
+# in build/trixie-root and kept between runs (tests/check-trixie.sh). Root
+# only; not part of `make check`.
+check-trixie:
+	tests/check-trixie.sh
+
 demo: deps
 	$(MAKE) all tests
 	B=$(B) tests/demo.sh
 
+# Never through a mount: a check-trixie run killed with SIGKILL leaves
+# /dev and /proc mounted in build/trixie-root (its next run unmounts them).
 clean:
+	@! findmnt -rn -o TARGET | grep '^$(CURDIR)/build/' || \
+	    { echo "mounted under build/: not removing it"; exit 1; }
 	rm -rf build
 
-.PHONY: all tests deps check check-valgrind demo clean fuzz fuzz-build
+.PHONY: all tests deps check check-valgrind check-trixie demo clean fuzz fuzz-build
 
 # ---- install, packages (README "Installing and running as a service") -----
 #
