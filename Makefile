@@ -217,11 +217,19 @@ CLEAN_ENV    = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
 
 # Manual pages get the version, the unit the installed binary's path (sed
 # at every install: BINDIR may differ between two installs).
+# /etc/wsi2kafka is 0750 and the configuration 0640, both root:wsi2kafka
+# (contract §4: the file may hold a password). The group is set here when
+# it exists and we are root, installing into this system (no DESTDIR);
+# otherwise systemd-tmpfiles sets it (wsi2kafka.tmpfiles 'd' and 'z'), once
+# systemd-sysusers made the user: the packages' scripts run both, and so
+# does the operator after `make install` (README).
+CONF_GROUP = $(if $(DESTDIR),,$(shell [ "$$(id -u)" = 0 ] && \
+                 getent group $(NAME) >/dev/null && echo "-g $(NAME)"))
 install: all
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" \
 	    "$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(TMPFILESDIR)" \
-	    "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8" \
-	    "$(DESTDIR)$(SYSCONFDIR)/$(NAME)"
+	    "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8"
+	install -d -m 0750 $(CONF_GROUP) "$(DESTDIR)$(SYSCONFDIR)/$(NAME)"
 	install -m 0755 $(B)/$(NAME) "$(DESTDIR)$(BINDIR)/$(NAME)"
 	sed 's,/usr/bin/$(NAME),$(BINDIR)/$(NAME),g' systemd/$(NAME).service \
 	    >"$(DESTDIR)$(UNITDIR)/$(NAME).service"
@@ -234,7 +242,7 @@ install: all
 	    "$(DESTDIR)$(MANDIR)/man8/$(NAME).8" \
 	    "$(DESTDIR)$(MANDIR)/man5/$(NAME).conf.5"
 	if [ -e "$(CONFFILE)" ]; then echo "keeping the existing $(CONFFILE)"; \
-	else install -m 0640 conf/$(NAME).conf "$(CONFFILE)"; fi
+	else install -m 0640 $(CONF_GROUP) conf/$(NAME).conf "$(CONFFILE)"; fi
 
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/$(NAME)" \
