@@ -72,12 +72,28 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+# /dev is a tmpfs of its own with the few nodes a build and the tests use,
+# and a devpts instance of its own, never a bind of the host's /dev: a
+# recursive delete of build/ while mounted (rm -rf, git worktree remove)
+# then removes nothing of the host's (proc cannot be deleted, sys is
+# read-only).
 mount_all() {
+	local n
 	mkdir -p "$ROOT/proc" "$ROOT/dev" "$ROOT/sys"
 	mount -t proc proc "$ROOT/proc"
-	mount --bind /dev "$ROOT/dev"
-	mkdir -p "$ROOT/dev/pts"
-	mount --bind /dev/pts "$ROOT/dev/pts"
+	mount -t tmpfs -o mode=0755,nosuid,size=64m tmpfs "$ROOT/dev"
+	for n in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
+		IFS=: read -r name maj min <<<"$n"
+		mknod -m 0666 "$ROOT/dev/$name" c "$maj" "$min"
+	done
+	ln -s /proc/self/fd "$ROOT/dev/fd"
+	ln -s /proc/self/fd/0 "$ROOT/dev/stdin"
+	ln -s /proc/self/fd/1 "$ROOT/dev/stdout"
+	ln -s /proc/self/fd/2 "$ROOT/dev/stderr"
+	mkdir -m 1777 "$ROOT/dev/shm"
+	mkdir "$ROOT/dev/pts"
+	mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$ROOT/dev/pts"
+	ln -s pts/ptmx "$ROOT/dev/ptmx"
 	mount -t sysfs -o ro sysfs "$ROOT/sys"
 }
 # in_root CMD...: CMD in the root, with a clean environment (no make or
@@ -136,10 +152,12 @@ W=/w2k
 step "copying the tree to $ROOT$W"
 rm -rf "${ROOT:?}$W"
 mkdir -p "$ROOT$W"
-tar -cf - --exclude=./build --exclude-vcs . | tar -xf - -C "$ROOT$W"
+# (tar's status 1: a file changed while it was read, when edited meanwhile)
+tar -cf - --exclude=./build --exclude-vcs . 2>"$ROOT.copy.log" |
+    tar -xf - -C "$ROOT$W" || die "copying the tree: $(cat "$ROOT.copy.log")"
 # Tests that need Maven are left out (trixie's root has no Java).
 skip=$(grep -l -w -e mvn -e maven tests/integration/[0-9]*.sh 2>/dev/null |
-    xargs -r -n1 basename | sed 's/\.sh$//' | tr '\n' ' ')
+    xargs -r -n1 basename | sed 's/\.sh$//' | tr '\n' ' ' || true)
 [ -z "$skip" ] || step "left out (need Maven): $skip"
 J=$(nproc 2>/dev/null || echo 1)
 step "build: ASan+UBSan (build/san) and release (build), -Werror"
@@ -147,7 +165,7 @@ in_root sh -c "cd $W && make -j$J B=build/san SANITIZE=address,undefined \
     CFLAGS='-O1 -g' CPPFLAGS=-DW2K_TESTING tests && make -j$J all" \
     >"$ROOT.build.log" 2>&1 || die "build: $(grep -m 20 -e 'error' -e 'warning' "$ROOT.build.log" || tail -n 30 "$ROOT.build.log")"
 step "tests/run unit and integration (JOBS=${JOBS:-2})"
-in_root sh -c "cd $W && B=build/san JOBS=${JOBS:-2} SKIP_TESTS='$skip' tests/run unit &&
+in_root sh -c "cd $W && B=build/san JOBS=${JOBS:-2} SKIP_TESTS='$skip' tests/run unit;
     B=build/san JOBS=${JOBS:-2} SKIP_TESTS='$skip' tests/run integration" \
     2>&1 | tee "$ROOT.tests.log" | grep -v '^PASS ' || true
 grep -q '^[0-9]* passed, 0 failed$' "$ROOT.tests.log" &&
