@@ -6,7 +6,7 @@
 #
 # 1. A trixie root made with debootstrap in $TRIXIE_ROOT (build/trixie-root),
 #    kept between runs: debootstrap runs only when the root is not complete
-#    (its stamp file is missing); the build dependencies are installed with
+#    (its stamp file, written last, or a file apt needs is missing); the build dependencies are installed with
 #    apt-get inside it, and the package lists refreshed (with an upgrade)
 #    when older than a day.
 # 2. In it, on a copy of this tree (uncommitted changes included, build/
@@ -29,6 +29,8 @@
 #   TRIXIE_MIRROR=URL    Debian mirror (default http://deb.debian.org/debian)
 #   TRIXIE_REFRESH=1     refresh the package lists now, whatever their age
 #   JOBS=N               integration tests at a time (tests/run; default 2)
+#   tests/check-trixie.sh --run CMD...   CMD in the root, mounted (the last
+#                        run's tree is in /w2k): to look into a failure
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(realpath -m "${TRIXIE_ROOT:-build/trixie-root}")
@@ -107,7 +109,14 @@ unmount_all	# what a killed run left
 [ -z "$(mounted_under)" ] || die "still mounted under $ROOT: $(mounted_under)"
 
 # ---- 1. the root -------------------------------------------------------
-if [ ! -f "$ROOT/$STAMP" ]; then
+complete() {	# the stamp, and what apt and the build need of the root
+	local f
+	for f in "$STAMP" etc/debian_version etc/passwd etc/apt/sources.list \
+	    usr/bin/apt-get usr/bin/dpkg; do
+		[ -e "$ROOT/$f" ] || return 1
+	done
+}
+if ! complete; then
 	step "debootstrap $SUITE from $MIRROR into $ROOT"
 	rm -rf "$ROOT"
 	mkdir -p "${ROOT%/*}"
@@ -128,6 +137,13 @@ else
 fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 mount_all
+# tests/check-trixie.sh --run CMD...: CMD in the root (mounted), then out:
+# to look into a failure (the last run's tree and logs are in /w2k).
+if [ "${1:-}" = --run ]; then
+	shift
+	in_root "$@"
+	exit
+fi
 
 # Package lists: refreshed once a day, or when asked; installs are no-ops
 # once everything is there.
