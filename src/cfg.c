@@ -438,9 +438,33 @@ spath(const config_setting_t *s, char *buf, size_t len)
 }
 
 /*
+ * The path of an @include'd file from the current directory, from the name
+ * libconfig gives it: libconfig 1.5 (Debian 12) names it as written,
+ * relative to the include directory; 1.7 (Debian 13) as it opened it, the
+ * include directory already in front ("./" too when that is ".").
+ */
+static const char *
+include_path(const struct loader *ld, const char *file, char *buf,
+    size_t len)
+{
+	if (file[0] == '/' || ld->incdir == NULL)
+		return file;
+#if LIBCONFIG_VER_MAJOR == 1 && LIBCONFIG_VER_MINOR < 7
+	if (strcmp(ld->incdir, ".") != 0) {
+		snprintf(buf, len, "%s/%s", ld->incdir, file);
+		return buf;
+	}
+#else
+	(void)buf, (void)len;
+	if (strcmp(ld->incdir, ".") == 0 && strncmp(file, "./", 2) == 0)
+		return file + 2;
+#endif
+	return file;
+}
+
+/*
  * A file name as the operator knows it, interned in cfg->where so it
- * outlives the config_t. libconfig 1.5 names @include'd files as written,
- * relative to the include directory; settings of the main text have none.
+ * outlives the config_t; settings of the main text have none.
  */
 static const char *
 intern_file(struct loader *ld, const char *file)
@@ -449,13 +473,7 @@ intern_file(struct loader *ld, const char *file)
 	char buf[PATH_MAX];
 	char **files;
 
-	if (file == NULL)
-		file = ld->name;
-	else if (file[0] != '/' && ld->incdir != NULL &&
-	    strcmp(ld->incdir, ".") != 0) {
-		snprintf(buf, sizeof(buf), "%s/%s", ld->incdir, file);
-		file = buf;
-	}
+	file = file == NULL ? ld->name : include_path(ld, file, buf, sizeof(buf));
 	for (size_t i = 0; i < w->nfiles; i++)
 		if (strcmp(w->files[i], file) == 0)
 			return w->files[i];
@@ -635,11 +653,8 @@ src_text(struct loader *ld, const char *file)
 	src += ld->nsrc;
 	if ((src->file = strdup(file)) == NULL)
 		return NULL;
-	if (file[0] != '/' && ld->incdir != NULL) {
-		snprintf(buf, sizeof(buf), "%s/%s", ld->incdir, file);
-		file = buf;
-	}
-	if (read_all(file, CONF_MAX, &src->text) != 0)
+	if (read_all(include_path(ld, file, buf, sizeof(buf)), CONF_MAX,
+	    &src->text) != 0)
 		src->text = NULL;
 	ld->nsrc++;
 	return src->text;
@@ -648,30 +663,32 @@ src_text(struct loader *ld, const char *file)
 /*
  * libconfig 1.5 stores a plain integer literal of 2^31 or more as the low
  * 32 bits of its value (5368709120 arrives as 1073741824) and does not say
- * so: the value alone cannot tell. So read the literal again from the
- * source: the setting's name on its line, '=' or ':', then the number. If
- * one such literal there has the stored value, all is well; if there are
- * some and none has it, the parser wrapped it, and lit says what was
- * written. When the literal cannot be found (odd layout), trust the value.
+ * so: the value alone cannot tell. libconfig 1.7 stores it as a 64-bit
+ * integer, right. So read the literal again from the source: the setting's
+ * name on its line, '=' or ':', then the number (one with an L suffix is
+ * no plain literal). @returns 1 if one such literal there has the stored
+ * value, 0 if there are some and none has it (1.5 wrapped it; lit says
+ * what was written), -1 if there is none (a 64-bit literal, or an odd
+ * layout: trust the value).
  */
-static bool
-literal_wrapped(struct loader *ld, const config_setting_t *s,
+static int
+literal_scan(struct loader *ld, const config_setting_t *s,
     long long stored, char *lit, size_t litlen)
 {
 	const char *name = config_setting_name(s);
 	const char *text = src_text(ld, config_setting_source_file(s));
 	unsigned line = config_setting_source_line(s);
 	const char *p, *eol;
-	bool wrapped = false;
+	int found = -1;
 	size_t nl;
 
 	if (text == NULL || name == NULL || line == 0)
-		return false;
+		return -1;
 	for (p = text; line > 1 && p != NULL; line--)
 		if ((p = strchr(p, '\n')) != NULL)
 			p++;
 	if (p == NULL)
-		return false;
+		return -1;
 	eol = strchrnul(p, '\n');
 	nl = strlen(name);
 	for (const char *q = p; q + nl <= eol; q++) {
@@ -688,34 +705,43 @@ literal_wrapped(struct loader *ld, const config_setting_t *s,
 			continue;
 		if (!lex_int(skip_space(r + 1), &v, &ok, l, sizeof(l)))
 			continue;
-		if (ok && v == stored)
-			return false;
-		if (!wrapped)
+		if (ok && v == stored) {
 			snprintf(lit, litlen, "%s", l);
-		wrapped = true;
+			return 1;
+		}
+		if (found < 0)
+			snprintf(lit, litlen, "%s", l);
+		found = 0;
 	}
-	return wrapped;
+	return found;
 }
 
 /*
  * Reads an integer setting (CONFIG_TYPE_INT or _INT64) as 64 bits and
- * refuses a literal libconfig wrapped; hint ends that message.
- * @returns 0, or -1 after reporting.
+ * refuses a plain literal of 2^31 or more, which libconfig 1.5 wraps: the
+ * same file passes or fails with every libconfig (1.7 would read it
+ * right). hint ends that message. @returns 0, or -1 after reporting.
  */
 static int
 read_int(struct loader *ld, const config_setting_t *s, long long *v,
     const char *hint)
 {
+	long long as_15;
 	char lit[64];
 
 	*v = config_setting_get_int64(s);
 	if (config_setting_type(s) == CONFIG_TYPE_INT &&
-	    literal_wrapped(ld, s, *v, lit, sizeof(lit))) {
-		report(ld, s, "%s does not fit in 32 bits (libconfig 1.5 would "
-		    "silently read it as %lld); %s", lit, *v, hint);
-		return -1;
-	}
-	return 0;
+	    literal_scan(ld, s, *v, lit, sizeof(lit)) == 0)
+		as_15 = *v;		/* libconfig 1.5 wrapped it */
+	else if (config_setting_type(s) == CONFIG_TYPE_INT64 &&
+	    (*v < INT32_MIN || *v > INT32_MAX) &&
+	    literal_scan(ld, s, *v, lit, sizeof(lit)) == 1)
+		as_15 = (int32_t)(uint32_t)(unsigned long long)*v;
+	else
+		return 0;
+	report(ld, s, "%s does not fit in 32 bits (libconfig 1.5 would "
+	    "silently read it as %lld); %s", lit, as_15, hint);
+	return -1;
 }
 
 /* ---- value checks ----------------------------------------------------- */
