@@ -29,9 +29,11 @@ PKG_CONFIG ?= pkg-config
 B ?= build
 
 DEPS      = libwebsockets openssl libcjson rdkafka libconfig libsystemd
+# libclang-rt-dev: libFuzzer's runtime for the default clang (14 on
+# Debian 12, 19 on Debian 13).
 DEB_PKGS  = build-essential pkg-config libwebsockets-dev libssl-dev \
             libcjson-dev librdkafka-dev libconfig-dev libsystemd-dev \
-            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev curl \
+            libcmocka-dev kcat openssl jq clang libclang-rt-dev curl \
             valgrind
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)

@@ -42,7 +42,7 @@ STAMP=.wsi2kafka-debootstrap-complete
 # no valgrind pass here); systemd for systemd-analyze, sysusers and
 # tmpfiles; man-db for the unit's Documentation= check.
 PKGS="build-essential pkg-config libwebsockets-dev libssl-dev libcjson-dev
-      librdkafka-dev libconfig-dev libsystemd-dev libcmocka-dev kcat openssl
+      librdkafka-dev libconfig-dev libsystemd-dev libcmocka-dev kcat openssl clang libclang-rt-dev valgrind
       jq curl ca-certificates debhelper dpkg-dev fakeroot lintian rpm
       systemd man-db iproute2 procps bc netcat-openbsd python3"
 t0=$SECONDS

@@ -23,6 +23,7 @@ struct fx {
 	struct lws_context	*cx;
 	struct timers		*t;
 	int			 fds0;	/* descriptors before the context */
+	int			 lws_leak; /* what lws itself leaves (setup) */
 };
 
 struct probe {
@@ -45,10 +46,17 @@ setup(void **state)
 
 	assert_non_null(fx);
 	lws_set_log_level(LLL_ERR, NULL);
-	fx->fds0 = open_fds();
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	/* lws 4.3.5 (Debian 13) leaves its event pipe (an eventfd) open at
+	 * every lws_context_destroy() (lws issue 2744; 4.1 does not): what a
+	 * bare context leaves behind is not the timers' leak. */
+	fx->fds0 = open_fds();
+	assert_non_null(fx->cx = lws_create_context(&info));
+	lws_context_destroy(fx->cx);
+	fx->lws_leak = open_fds() - fx->fds0;
+	fx->fds0 = open_fds();
 	assert_non_null(fx->cx = lws_create_context(&info));
 	assert_int_equal(timers_new(fx->cx, &fx->t), 0);
 	fired_count = 0;
@@ -64,7 +72,7 @@ teardown(void **state)
 	lws_context_destroy(fx->cx);
 	timers_free(fx->t);
 	/* The timerfd went with the context, the vhost and lws's own too. */
-	assert_int_equal(open_fds(), fx->fds0);
+	assert_int_equal(open_fds(), fx->fds0 + fx->lws_leak);
 	free(fx);
 	return 0;
 }
