@@ -50,7 +50,7 @@ ifdef SANITIZE
               -fno-sanitize-recover=all
   HARDEN_CPPFLAGS =
 endif
-ALL_CPPFLAGS = -Iinclude -DW2K_VERSION=\"$(VERSION)\" -D_GNU_SOURCE \
+ALL_CPPFLAGS = -Iinclude -I$(B)/gen -DW2K_VERSION=\"$(VERSION)\" -D_GNU_SOURCE \
                $(HARDEN_CPPFLAGS) $(CPPFLAGS)
 ALL_CFLAGS   = -std=c11 $(WARN) $(HARDEN_CFLAGS) $(SAN_FLAGS) $(DEP_CFLAGS) \
                $(CFLAGS)
@@ -71,6 +71,27 @@ $(B)/libw2k.a: $(LIB_OBJ)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# unit_paths.h: the paths the unit lets the daemon write under
+# ProtectSystem=strict (StateDirectory= and its kin, ReadWritePaths=),
+# read from the unit itself, the one source: `wsi2kafka -t` warns when
+# spool.dir is outside them (cfg_unit_may_write()). A prefix '-' or '+'
+# and a ":LINK" suffix are systemd's syntax, not the path's.
+$(B)/gen/unit_paths.h: systemd/$(NAME).service | $(B)/gen
+	awk 'BEGIN { base["StateDirectory"] = "/var/lib/"; \
+	        base["CacheDirectory"] = "/var/cache/"; \
+	        base["LogsDirectory"] = "/var/log/"; \
+	        base["RuntimeDirectory"] = "/run/"; \
+	        print "/* Made by the Makefile from $<: do not edit. */"; \
+	        print "static const char *const unit_writable[] = {" } \
+	    { k = $$0; sub(/=.*/, "", k); v = $$0; sub(/^[^=]*=/, "", v) } \
+	    k in base || k == "ReadWritePaths" { \
+	        n = split(v, w, /[ \t]+/); \
+	        for (i = 1; i <= n; i++) { if (w[i] == "") continue; \
+	            p = w[i]; sub(/^[-+]+/, "", p); sub(/:.*/, "", p); \
+	            if (k in base) p = base[k] p; printf "\t\"%s\",\n", p } } \
+	    END { print "\tNULL"; print "};" }' $< >$@.tmp && mv $@.tmp $@
+$(B)/obj/cfg.o: $(B)/gen/unit_paths.h
 
 # Unit tests: one cmocka driver per module, linked against the real modules.
 $(B)/tests/test_%: tests/unit/test_%.c $(B)/libw2k.a | $(B)/tests
@@ -93,7 +114,7 @@ FUZZ_CC    ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SRC    = $(filter-out src/main.c,$(SRC))
 FUZZ        = $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) | $(B)/fuzz
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(B)/gen/unit_paths.h | $(B)/fuzz
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 \
 	    -Wall -Wextra -Werror $(ALL_CPPFLAGS) $(DEP_CFLAGS) -o $@ $< \
 	    $(FUZZ_SRC) $(DEP_LIBS)
@@ -109,7 +130,7 @@ fuzz: deps
 	        $(B)/corpus/$$n tests/fuzz/corpus/$$n \
 	        $$(ls -d tests/fuzz/regress/$$n 2>/dev/null) || exit 1; done
 
-$(B)/obj $(B)/tests $(B)/fuzz:
+$(B)/obj $(B)/tests $(B)/fuzz $(B)/gen:
 	mkdir -p $@
 
 -include $(wildcard $(B)/obj/*.d $(B)/tests/*.d)

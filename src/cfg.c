@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -2313,6 +2314,139 @@ cfg_warnings(const struct cfg *cfg, cfg_error_fn *fn, void *ctx)
 			}
 	}
 	return nwarn;
+}
+
+/* ---- the unit's writable paths ----------------------------------------- */
+
+/*
+ * unit_paths.h is made by the Makefile from systemd/wsi2kafka.service (the
+ * one source): unit_writable[], the paths the unit lets the daemon write
+ * under ProtectSystem=strict (StateDirectory= and the like, ReadWritePaths=).
+ */
+#include "unit_paths.h"
+
+/*
+ * in as an absolute path without ".", ".." or repeated and trailing '/',
+ * symbolic links resolved as far as the path exists (as systemd resolves
+ * ReadWritePaths=): a spool reached through a link out of the writable
+ * paths is out. @returns false if it does not fit in out.
+ */
+static bool
+path_canon(const char *in, char *out, size_t len)
+{
+	char tmp[PATH_MAX], *save, *c;
+	size_t n = 0;
+
+	if (in[0] != '/' || strlen(in) >= sizeof(tmp) || len < 2)
+		return false;
+	if (realpath(in, tmp) != NULL && strlen(tmp) < len) {
+		strcpy(out, tmp);
+		return true;
+	}
+	strcpy(tmp, in);
+	for (c = strtok_r(tmp, "/", &save); c != NULL;
+	    c = strtok_r(NULL, "/", &save)) {
+		if (strcmp(c, ".") == 0)
+			continue;
+		if (strcmp(c, "..") == 0) {
+			while (n > 0 && out[--n] != '/')
+				;
+			continue;
+		}
+		if (n + 1 + strlen(c) >= len)
+			return false;
+		out[n++] = '/';
+		strcpy(out + n, c);
+		n += strlen(c);
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return true;
+}
+
+/* dir is base or below it (both canonical). */
+static bool
+path_under(const char *dir, const char *base)
+{
+	size_t n = strlen(base);
+
+	if (strcmp(base, "/") == 0)
+		return true;
+	return strncmp(dir, base, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
+}
+
+/* One "ReadWritePaths=" value: a '-' or '+' prefix is systemd's, not the
+ * path's. */
+static bool
+rw_value_covers(const char *canon, char *value)
+{
+	char *save, *w, p[PATH_MAX];
+
+	for (w = strtok_r(value, " \t\r\n", &save); w != NULL;
+	    w = strtok_r(NULL, " \t\r\n", &save)) {
+		w += strspn(w, "-+");
+		if (path_canon(w, p, sizeof(p)) && path_under(canon, p))
+			return true;
+	}
+	return false;
+}
+
+/* ReadWritePaths= of the drop-ins in dropin_dir (*.conf, `systemctl edit`
+ * writes override.conf) that cover canon. */
+static bool
+dropins_cover(const char *canon, const char *dropin_dir)
+{
+	DIR *d = dropin_dir != NULL ? opendir(dropin_dir) : NULL;
+	struct dirent *e;
+	bool covered = false;
+
+	if (d == NULL)
+		return false;
+	while (!covered && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		char path[PATH_MAX], line[4096];
+		FILE *f;
+
+		if (n < 6 || strcmp(e->d_name + n - 5, ".conf") != 0 ||
+		    snprintf(path, sizeof(path), "%s/%s", dropin_dir,
+		    e->d_name) >= (int)sizeof(path) ||
+		    (f = fopen(path, "re")) == NULL)
+			continue;
+		while (!covered && fgets(line, sizeof(line), f) != NULL) {
+			char *v = line + strspn(line, " \t");
+
+			if (strncmp(v, "ReadWritePaths=", 15) == 0)
+				covered = rw_value_covers(canon, v + 15);
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return covered;
+}
+
+bool
+cfg_unit_may_write(const char *dir, const char *dropin_dir, char *paths,
+    size_t len)
+{
+	char canon[PATH_MAX], p[PATH_MAX];
+	bool in = false;
+	size_t n = 0;
+
+	if (paths != NULL && len > 0)
+		paths[0] = '\0';
+	for (size_t i = 0; unit_writable[i] != NULL; i++) {
+		if (paths != NULL && n < len)
+			n += (size_t)snprintf(paths + n, len - n, "%s%s",
+			    i > 0 ? " " : "", unit_writable[i]);
+		if (dir != NULL && path_canon(dir, canon, sizeof(canon)) &&
+		    path_canon(unit_writable[i], p, sizeof(p)) &&
+		    path_under(canon, p))
+			in = true;
+	}
+	if (!in && dir != NULL && path_canon(dir, canon, sizeof(canon)))
+		in = dropins_cover(canon, dropin_dir);
+	return in;
 }
 
 /* ---- free, compare, sizes --------------------------------------------- */
