@@ -225,7 +225,8 @@ TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/
 PKGDIR      ?= $(B)/pkg
 DIST         = $(PKGDIR)/$(NAME)-$(VERSION).tar.gz
 # The package tools, installed only when a package is built.
-PKG_TOOLS    = debhelper dpkg-dev fakeroot lintian rpm
+# elfutils: eu-strip, which Debian 13's rpmbuild (find-debuginfo) needs.
+PKG_TOOLS    = debhelper dpkg-dev fakeroot lintian rpm elfutils
 RPMBUILD_FLAGS ?=
 CONFFILE     = $(DESTDIR)$(SYSCONFDIR)/$(NAME)/$(NAME).conf
 # Package builds must not inherit this make's variables (B=build/san,

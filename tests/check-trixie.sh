@@ -43,7 +43,7 @@ STAMP=.wsi2kafka-debootstrap-complete
 # tmpfiles; man-db for the unit's Documentation= check.
 PKGS="build-essential pkg-config libwebsockets-dev libssl-dev libcjson-dev
       librdkafka-dev libconfig-dev libsystemd-dev libcmocka-dev kcat openssl clang libclang-rt-dev valgrind
-      jq curl ca-certificates debhelper dpkg-dev fakeroot lintian rpm
+      jq curl ca-certificates debhelper dpkg-dev fakeroot lintian rpm elfutils
       systemd man-db iproute2 procps bc netcat-openbsd python3"
 t0=$SECONDS
 step() { echo "check-trixie: [$((SECONDS - t0)) s] $*"; }
@@ -105,6 +105,10 @@ in_root() {
 	    LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive TERM=dumb "$@"
 }
 
+# One user of the root at a time: a second would unmount the first's /dev.
+mkdir -p "${ROOT%/*}"
+exec 9>"$ROOT.lock"
+flock -w 3600 9 || die "$ROOT.lock: held for an hour"
 unmount_all	# what a killed run left
 [ -z "$(mounted_under)" ] || die "still mounted under $ROOT: $(mounted_under)"
 
@@ -183,7 +187,7 @@ in_root sh -c "cd $W && make -j$J B=build/san SANITIZE=address,undefined \
 step "tests/run unit and integration (JOBS=${JOBS:-2})"
 in_root sh -c "cd $W && B=build/san JOBS=${JOBS:-2} SKIP_TESTS='$skip' tests/run unit;
     B=build/san JOBS=${JOBS:-2} SKIP_TESTS='$skip' tests/run integration" \
-    2>&1 | tee "$ROOT.tests.log" | grep -v '^PASS ' || true
+    2>&1 | tee "$ROOT.tests.log" | grep --line-buffered -v '^PASS ' || true
 grep -q '^[0-9]* passed, 0 failed$' "$ROOT.tests.log" &&
     [ "$(grep -c '^[0-9]* passed, 0 failed$' "$ROOT.tests.log")" = 2 ] ||
 	die "tests failed (logs in $ROOT$W/build/san/test-logs)"
