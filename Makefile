@@ -219,7 +219,10 @@ clean:
 # tools, with a clean make environment, and land in $(PKGDIR).
 # DEB_BUILD_OPTIONS=nocheck and RPMBUILD_FLAGS=--nocheck skip their unit tests.
 
-UNITDIR     ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+# Without systemd's pkg-config file (Debian 13 ships it in systemd-dev):
+# /usr/lib, where Debian 13 wants units (lintian: aliased-location for
+# /lib) and Debian 12 reads them too.
+UNITDIR     ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
 SYSUSERSDIR ?= $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
 TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 PKGDIR      ?= $(B)/pkg

@@ -8,7 +8,7 @@
 R=$T/root
 VERSION=$(w2k -V | awk '{ print $2 }')
 pc() { pkg-config --variable="$1" systemd 2>/dev/null | grep . || echo "$2"; }
-UNITDIR=$(pc systemdsystemunitdir /lib/systemd/system)
+UNITDIR=$(pc systemdsystemunitdir /usr/lib/systemd/system)
 SYSUSERSDIR=$(pc sysusersdir /usr/lib/sysusers.d)
 TMPFILESDIR=$(pc tmpfilesdir /usr/lib/tmpfiles.d)
 # mk TARGET VAR=...: make quietly into the log, fail loudly. -o: install

@@ -24,7 +24,7 @@ ok "make deb: $(basename "$DEB"), lintian: no errors ($(grep -c '^W: ' "$T/make-
 
 dpkg-deb -c "$DEB" >"$T/contents" || fail "dpkg-deb -c"
 awk '$1 !~ /^d/ { print $6 }' "$T/contents" | sed 's,^\.,,' | sort >"$T/got"
-UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null | grep . || echo /lib/systemd/system)
+UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null | grep . || echo /usr/lib/systemd/system)
 sort >"$T/want" <<EOF2
 /etc/wsi2kafka/wsi2kafka.conf
 $UNITDIR/wsi2kafka.service
