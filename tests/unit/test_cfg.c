@@ -1823,57 +1823,55 @@ cfg__unit_paths__spool_inside_or_outside(void **state)
 	}
 }
 
+/* tmpdir/name, made; its full path in buf. */
+static const char *
+tmp_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+	return buf;
+}
+
 /* A drop-in's ReadWritePaths= (as `systemctl edit` writes it) counts. */
 static void
 cfg__unit_paths__dropin_read_write_paths(void **state)
 {
-	char dir[128], spool[192], other[192], path[256];
-	FILE *f;
+	char dir[128], spool[192], other[192], seg[192], text[256];
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/wsi2kafka.service.d", tmpdir);
-	snprintf(spool, sizeof(spool), "%s/data/spool", tmpdir);
-	snprintf(other, sizeof(other), "%s/data/other", tmpdir);
-	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(mkdir(tmp_path(dir, sizeof(dir), "rw.d"), 0755), 0);
+	tmp_path(spool, sizeof(spool), "data/spool");
+	tmp_path(other, sizeof(other), "data/other");
+	tmp_path(seg, sizeof(seg), "data/spool/seg");
 	assert_false(cfg_unit_may_write(spool, dir, NULL, 0));
-	snprintf(path, sizeof(path), "%s/override.conf", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fprintf(f, "[Service]\n  ReadWritePaths=-/nonexistent %s/data/spool\n",
-	    tmpdir);
-	fclose(f);
+	snprintf(text, sizeof(text),
+	    "[Service]\n  ReadWritePaths=-/nonexistent %s\n", spool);
+	write_file("rw.d/override.conf", text, 0644);
 	/* not a drop-in: not read */
-	snprintf(path, sizeof(path), "%s/notes.txt", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fprintf(f, "ReadWritePaths=%s/data\n", tmpdir);
-	fclose(f);
+	snprintf(text, sizeof(text), "ReadWritePaths=%s/data\n", tmpdir);
+	write_file("rw.d/notes.txt", text, 0644);
 	assert_true(cfg_unit_may_write(spool, dir, NULL, 0));
-	snprintf(path, sizeof(path), "%s/seg", spool);
-	assert_true(cfg_unit_may_write(path, dir, NULL, 0));
+	assert_true(cfg_unit_may_write(seg, dir, NULL, 0));
 	assert_false(cfg_unit_may_write(other, dir, NULL, 0));
 	assert_true(cfg_unit_may_write("/var/lib/wsi2kafka/spool", dir, NULL,
 	    0));
 }
 
-/* A symbolic link out of the writable paths is out (systemd follows it). */
+/* ReadWritePaths= naming a link covers where it leads (systemd follows
+ * it), and the link itself. */
 static void
 cfg__unit_paths__link_followed(void **state)
 {
-	char dir[128], spool[192], link[192];
-	FILE *f;
+	char dir[128], spool[192], link[192], text[256];
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/links.d", tmpdir);
-	snprintf(spool, sizeof(spool), "%s/real-spool", tmpdir);
-	snprintf(link, sizeof(link), "%s/link-spool", tmpdir);
-	assert_int_equal(mkdir(dir, 0755), 0);
-	assert_int_equal(mkdir(spool, 0700), 0);
-	assert_int_equal(symlink(spool, link), 0);
-	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/override.conf");
-	assert_non_null(f = fopen(dir, "w"));
-	fprintf(f, "ReadWritePaths=%s\n", link);	/* the link itself */
-	fclose(f);
-	*strrchr(dir, '/') = '\0';
-	/* ReadWritePaths= names the link: systemd resolves it to spool. */
+	assert_int_equal(mkdir(tmp_path(dir, sizeof(dir), "links.d"), 0755), 0);
+	assert_int_equal(mkdir(tmp_path(spool, sizeof(spool), "real-spool"),
+	    0700), 0);
+	assert_int_equal(symlink(spool, tmp_path(link, sizeof(link),
+	    "link-spool")), 0);
+	assert_false(cfg_unit_may_write(spool, dir, NULL, 0));
+	snprintf(text, sizeof(text), "ReadWritePaths=%s\n", link);
+	write_file("links.d/override.conf", text, 0644);
 	assert_true(cfg_unit_may_write(spool, dir, NULL, 0));
 	assert_true(cfg_unit_may_write(link, dir, NULL, 0));
 }
