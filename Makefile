@@ -8,6 +8,8 @@
 #                   tests at a time (tests/run, default 4)
 #   make check-valgrind  only the valgrind half: build/vg, the unit tests and
 #                   every integration test with the daemon under memcheck
+#   make check-trixie  the build, the tests and the .deb in a Debian 13 root
+#                   (debootstrap, cached in build/trixie-root); root only
 #   make demo       deps, build, run the daemon against pbxsim + kmock
 #   make bench      release build in build/bench, the end-to-end benchmark
 #   make kafka      fetch the pinned Apache Kafka broker of the real-broker
@@ -29,9 +31,11 @@ PKG_CONFIG ?= pkg-config
 B ?= build
 
 DEPS      = libwebsockets openssl libcjson rdkafka libconfig libsystemd
+# libclang-rt-dev: libFuzzer's runtime for the default clang (14 on
+# Debian 12, 19 on Debian 13).
 DEB_PKGS  = build-essential pkg-config libwebsockets-dev libssl-dev \
             libcjson-dev librdkafka-dev libconfig-dev libsystemd-dev \
-            libcmocka-dev kcat openssl jq clang libclang-rt-14-dev curl \
+            libcmocka-dev kcat openssl jq clang libclang-rt-dev curl \
             valgrind
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs $(DEPS) 2>/dev/null)
@@ -48,7 +52,7 @@ ifdef SANITIZE
               -fno-sanitize-recover=all
   HARDEN_CPPFLAGS =
 endif
-ALL_CPPFLAGS = -Iinclude -DW2K_VERSION=\"$(VERSION)\" -D_GNU_SOURCE \
+ALL_CPPFLAGS = -Iinclude -I$(B)/gen -DW2K_VERSION=\"$(VERSION)\" -D_GNU_SOURCE \
                $(HARDEN_CPPFLAGS) $(CPPFLAGS)
 ALL_CFLAGS   = -std=c11 $(WARN) $(HARDEN_CFLAGS) $(SAN_FLAGS) $(DEP_CFLAGS) \
                $(CFLAGS)
@@ -69,6 +73,27 @@ $(B)/libw2k.a: $(LIB_OBJ)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# unit_paths.h: the paths the unit lets the daemon write under
+# ProtectSystem=strict (StateDirectory= and its kin, ReadWritePaths=),
+# read from the unit itself, the one source: `wsi2kafka -t` warns when
+# spool.dir is outside them (cfg_unit_may_write()). A prefix '-' or '+'
+# and a ":LINK" suffix are systemd's syntax, not the path's.
+$(B)/gen/unit_paths.h: systemd/$(NAME).service | $(B)/gen
+	awk 'BEGIN { base["StateDirectory"] = "/var/lib/"; \
+	        base["CacheDirectory"] = "/var/cache/"; \
+	        base["LogsDirectory"] = "/var/log/"; \
+	        base["RuntimeDirectory"] = "/run/"; \
+	        print "/* Made by the Makefile from $<: do not edit. */"; \
+	        print "static const char *const unit_writable[] = {" } \
+	    { k = $$0; sub(/=.*/, "", k); v = $$0; sub(/^[^=]*=/, "", v) } \
+	    k in base || k == "ReadWritePaths" { \
+	        n = split(v, w, /[ \t]+/); \
+	        for (i = 1; i <= n; i++) { if (w[i] == "") continue; \
+	            p = w[i]; sub(/^[-+]+/, "", p); sub(/:.*/, "", p); \
+	            if (k in base) p = base[k] p; printf "\t\"%s\",\n", p } } \
+	    END { print "\tNULL"; print "};" }' $< >$@.tmp && mv $@.tmp $@
+$(B)/obj/cfg.o: $(B)/gen/unit_paths.h
 
 # Unit tests: one cmocka driver per module, linked against the real modules.
 $(B)/tests/test_%: tests/unit/test_%.c $(B)/libw2k.a | $(B)/tests
@@ -91,7 +116,7 @@ FUZZ_CC    ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SRC    = $(filter-out src/main.c,$(SRC))
 FUZZ        = $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) | $(B)/fuzz
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(B)/gen/unit_paths.h | $(B)/fuzz
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 \
 	    -Wall -Wextra -Werror $(ALL_CPPFLAGS) $(DEP_CFLAGS) -o $@ $< \
 	    $(FUZZ_SRC) $(DEP_LIBS)
@@ -107,7 +132,7 @@ fuzz: deps
 	        $(B)/corpus/$$n tests/fuzz/corpus/$$n \
 	        $$(ls -d tests/fuzz/regress/$$n 2>/dev/null) || exit 1; done
 
-$(B)/obj $(B)/tests $(B)/fuzz:
+$(B)/obj $(B)/tests $(B)/fuzz $(B)/gen:
 	mkdir -p $@
 
 -include $(wildcard $(B)/obj/*.d $(B)/tests/*.d)
@@ -185,14 +210,25 @@ $(KAFKA_LIBS)/.fetched: tests/kafka/pom.xml
 	mv $(KAFKA_LIBS).new $(KAFKA_LIBS)
 	touch $@
 
+# check-trixie: the build, the tests (but those that need Maven), `make deb`
+# and `apt install` of the package in a Debian 13 root made with debootstrap
+# in build/trixie-root and kept between runs (tests/check-trixie.sh). Root
+# only; not part of `make check`.
+check-trixie:
+	tests/check-trixie.sh
+
 demo: deps
 	$(MAKE) all tests
 	B=$(B) tests/demo.sh
 
+# Never through a mount: a check-trixie run killed with SIGKILL leaves
+# /dev and /proc mounted in build/trixie-root (its next run unmounts them).
 clean:
+	@! findmnt -rn -o TARGET | grep '^$(CURDIR)/build/' || \
+	    { echo "mounted under build/: not removing it"; exit 1; }
 	rm -rf build
 
-.PHONY: all tests deps check check-valgrind demo clean fuzz fuzz-build kafka
+.PHONY: all tests deps check check-valgrind check-trixie demo clean fuzz fuzz-build kafka
 
 # ---- install, packages (README "Installing and running as a service") -----
 #
@@ -208,13 +244,17 @@ clean:
 # tools, with a clean make environment, and land in $(PKGDIR).
 # DEB_BUILD_OPTIONS=nocheck and RPMBUILD_FLAGS=--nocheck skip their unit tests.
 
-UNITDIR     ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+# Without systemd's pkg-config file (Debian 13 ships it in systemd-dev):
+# /usr/lib, where Debian 13 wants units (lintian: aliased-location for
+# /lib) and Debian 12 reads them too.
+UNITDIR     ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
 SYSUSERSDIR ?= $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
 TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 PKGDIR      ?= $(B)/pkg
 DIST         = $(PKGDIR)/$(NAME)-$(VERSION).tar.gz
 # The package tools, installed only when a package is built.
-PKG_TOOLS    = debhelper dpkg-dev fakeroot lintian rpm
+# elfutils: eu-strip, which Debian 13's rpmbuild (find-debuginfo) needs.
+PKG_TOOLS    = debhelper dpkg-dev fakeroot lintian rpm elfutils
 RPMBUILD_FLAGS ?=
 CONFFILE     = $(DESTDIR)$(SYSCONFDIR)/$(NAME)/$(NAME).conf
 # Package builds must not inherit this make's variables (B=build/san,
@@ -229,11 +269,19 @@ CLEAN_ENV    = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
 
 # Manual pages get the version, the unit the installed binary's path (sed
 # at every install: BINDIR may differ between two installs).
+# /etc/wsi2kafka is 0750 and the configuration 0640, both root:wsi2kafka
+# (contract §4: the file may hold a password). The group is set here when
+# it exists and we are root, installing into this system (no DESTDIR);
+# otherwise systemd-tmpfiles sets it (wsi2kafka.tmpfiles 'd' and 'z'), once
+# systemd-sysusers made the user: the packages' scripts run both, and so
+# does the operator after `make install` (README).
+CONF_GROUP = $(if $(DESTDIR),,$(shell [ "$$(id -u)" = 0 ] && \
+                 getent group $(NAME) >/dev/null && echo "-g $(NAME)"))
 install: all
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" \
 	    "$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(TMPFILESDIR)" \
-	    "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8" \
-	    "$(DESTDIR)$(SYSCONFDIR)/$(NAME)"
+	    "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8"
+	install -d -m 0750 $(CONF_GROUP) "$(DESTDIR)$(SYSCONFDIR)/$(NAME)"
 	install -m 0755 $(B)/$(NAME) "$(DESTDIR)$(BINDIR)/$(NAME)"
 	sed 's,/usr/bin/$(NAME),$(BINDIR)/$(NAME),g' systemd/$(NAME).service \
 	    >"$(DESTDIR)$(UNITDIR)/$(NAME).service"
@@ -246,7 +294,7 @@ install: all
 	    "$(DESTDIR)$(MANDIR)/man8/$(NAME).8" \
 	    "$(DESTDIR)$(MANDIR)/man5/$(NAME).conf.5"
 	if [ -e "$(CONFFILE)" ]; then echo "keeping the existing $(CONFFILE)"; \
-	else install -m 0640 conf/$(NAME).conf "$(CONFFILE)"; fi
+	else install -m 0640 $(CONF_GROUP) conf/$(NAME).conf "$(CONFFILE)"; fi
 
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/$(NAME)" \

@@ -164,6 +164,21 @@ int cfg_check(const struct cfg *cfg, unsigned flags, cfg_error_fn *fn,
 int cfg_warnings(const struct cfg *cfg, cfg_error_fn *fn, void *ctx);
 
 /**
+ * @brief Whether the packaged systemd unit lets the daemon write dir: under
+ *        ProtectSystem=strict only the unit's StateDirectory= (and the
+ *        like) and ReadWritePaths= are writable. Those of
+ *        systemd/wsi2kafka.service are built in (the Makefile reads them
+ *        from the unit); ReadWritePaths= lines of the drop-ins (*.conf) in
+ *        dropin_dir (NULL: none) are read now. Symbolic links are followed
+ *        where dir exists. Touches nothing.
+ * @param paths NULL, or the caller's buffer for the unit's own writable
+ *        paths, space-separated, for a message; cut to len.
+ * @returns true if dir is one of those paths or below one.
+ */
+bool cfg_unit_may_write(const char *dir, const char *dropin_dir,
+    char *paths, size_t len);
+
+/**
  * @brief A subscription's topics joined with commas ("cdr_events,
  *        queue_events"): its name in logs and the metric label "topics".
  * @param buf caller's; always NUL-terminated, cut to len.

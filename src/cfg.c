@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -438,9 +439,33 @@ spath(const config_setting_t *s, char *buf, size_t len)
 }
 
 /*
+ * The path of an @include'd file from the current directory, from the name
+ * libconfig gives it: libconfig 1.5 (Debian 12) names it as written,
+ * relative to the include directory; 1.7 (Debian 13) as it opened it, the
+ * include directory already in front ("./" too when that is ".").
+ */
+static const char *
+include_path(const struct loader *ld, const char *file, char *buf,
+    size_t len)
+{
+	if (file[0] == '/' || ld->incdir == NULL)
+		return file;
+#if LIBCONFIG_VER_MAJOR == 1 && LIBCONFIG_VER_MINOR < 7
+	if (strcmp(ld->incdir, ".") != 0) {
+		snprintf(buf, len, "%s/%s", ld->incdir, file);
+		return buf;
+	}
+#else
+	(void)buf, (void)len;
+	if (strcmp(ld->incdir, ".") == 0 && strncmp(file, "./", 2) == 0)
+		return file + 2;
+#endif
+	return file;
+}
+
+/*
  * A file name as the operator knows it, interned in cfg->where so it
- * outlives the config_t. libconfig 1.5 names @include'd files as written,
- * relative to the include directory; settings of the main text have none.
+ * outlives the config_t; settings of the main text have none.
  */
 static const char *
 intern_file(struct loader *ld, const char *file)
@@ -449,13 +474,7 @@ intern_file(struct loader *ld, const char *file)
 	char buf[PATH_MAX];
 	char **files;
 
-	if (file == NULL)
-		file = ld->name;
-	else if (file[0] != '/' && ld->incdir != NULL &&
-	    strcmp(ld->incdir, ".") != 0) {
-		snprintf(buf, sizeof(buf), "%s/%s", ld->incdir, file);
-		file = buf;
-	}
+	file = file == NULL ? ld->name : include_path(ld, file, buf, sizeof(buf));
 	for (size_t i = 0; i < w->nfiles; i++)
 		if (strcmp(w->files[i], file) == 0)
 			return w->files[i];
@@ -635,11 +654,8 @@ src_text(struct loader *ld, const char *file)
 	src += ld->nsrc;
 	if ((src->file = strdup(file)) == NULL)
 		return NULL;
-	if (file[0] != '/' && ld->incdir != NULL) {
-		snprintf(buf, sizeof(buf), "%s/%s", ld->incdir, file);
-		file = buf;
-	}
-	if (read_all(file, CONF_MAX, &src->text) != 0)
+	if (read_all(include_path(ld, file, buf, sizeof(buf)), CONF_MAX,
+	    &src->text) != 0)
 		src->text = NULL;
 	ld->nsrc++;
 	return src->text;
@@ -648,30 +664,32 @@ src_text(struct loader *ld, const char *file)
 /*
  * libconfig 1.5 stores a plain integer literal of 2^31 or more as the low
  * 32 bits of its value (5368709120 arrives as 1073741824) and does not say
- * so: the value alone cannot tell. So read the literal again from the
- * source: the setting's name on its line, '=' or ':', then the number. If
- * one such literal there has the stored value, all is well; if there are
- * some and none has it, the parser wrapped it, and lit says what was
- * written. When the literal cannot be found (odd layout), trust the value.
+ * so: the value alone cannot tell. libconfig 1.7 stores it as a 64-bit
+ * integer, right. So read the literal again from the source: the setting's
+ * name on its line, '=' or ':', then the number (one with an L suffix is
+ * no plain literal). @returns 1 if one such literal there has the stored
+ * value, 0 if there are some and none has it (1.5 wrapped it; lit says
+ * what was written), -1 if there is none (a 64-bit literal, or an odd
+ * layout: trust the value).
  */
-static bool
-literal_wrapped(struct loader *ld, const config_setting_t *s,
+static int
+literal_scan(struct loader *ld, const config_setting_t *s,
     long long stored, char *lit, size_t litlen)
 {
 	const char *name = config_setting_name(s);
 	const char *text = src_text(ld, config_setting_source_file(s));
 	unsigned line = config_setting_source_line(s);
 	const char *p, *eol;
-	bool wrapped = false;
+	int found = -1;
 	size_t nl;
 
 	if (text == NULL || name == NULL || line == 0)
-		return false;
+		return -1;
 	for (p = text; line > 1 && p != NULL; line--)
 		if ((p = strchr(p, '\n')) != NULL)
 			p++;
 	if (p == NULL)
-		return false;
+		return -1;
 	eol = strchrnul(p, '\n');
 	nl = strlen(name);
 	for (const char *q = p; q + nl <= eol; q++) {
@@ -688,34 +706,43 @@ literal_wrapped(struct loader *ld, const config_setting_t *s,
 			continue;
 		if (!lex_int(skip_space(r + 1), &v, &ok, l, sizeof(l)))
 			continue;
-		if (ok && v == stored)
-			return false;
-		if (!wrapped)
+		if (ok && v == stored) {
 			snprintf(lit, litlen, "%s", l);
-		wrapped = true;
+			return 1;
+		}
+		if (found < 0)
+			snprintf(lit, litlen, "%s", l);
+		found = 0;
 	}
-	return wrapped;
+	return found;
 }
 
 /*
  * Reads an integer setting (CONFIG_TYPE_INT or _INT64) as 64 bits and
- * refuses a literal libconfig wrapped; hint ends that message.
- * @returns 0, or -1 after reporting.
+ * refuses a plain literal of 2^31 or more, which libconfig 1.5 wraps: the
+ * same file passes or fails with every libconfig (1.7 would read it
+ * right). hint ends that message. @returns 0, or -1 after reporting.
  */
 static int
 read_int(struct loader *ld, const config_setting_t *s, long long *v,
     const char *hint)
 {
+	long long as_15;
 	char lit[64];
 
 	*v = config_setting_get_int64(s);
 	if (config_setting_type(s) == CONFIG_TYPE_INT &&
-	    literal_wrapped(ld, s, *v, lit, sizeof(lit))) {
-		report(ld, s, "%s does not fit in 32 bits (libconfig 1.5 would "
-		    "silently read it as %lld); %s", lit, *v, hint);
-		return -1;
-	}
-	return 0;
+	    literal_scan(ld, s, *v, lit, sizeof(lit)) == 0)
+		as_15 = *v;		/* libconfig 1.5 wrapped it */
+	else if (config_setting_type(s) == CONFIG_TYPE_INT64 &&
+	    (*v < INT32_MIN || *v > INT32_MAX) &&
+	    literal_scan(ld, s, *v, lit, sizeof(lit)) == 1)
+		as_15 = (int32_t)(uint32_t)(unsigned long long)*v;
+	else
+		return 0;
+	report(ld, s, "%s does not fit in 32 bits (libconfig 1.5 would "
+	    "silently read it as %lld); %s", lit, as_15, hint);
+	return -1;
 }
 
 /* ---- value checks ----------------------------------------------------- */
@@ -2287,6 +2314,139 @@ cfg_warnings(const struct cfg *cfg, cfg_error_fn *fn, void *ctx)
 			}
 	}
 	return nwarn;
+}
+
+/* ---- the unit's writable paths ----------------------------------------- */
+
+/*
+ * unit_paths.h is made by the Makefile from systemd/wsi2kafka.service (the
+ * one source): unit_writable[], the paths the unit lets the daemon write
+ * under ProtectSystem=strict (StateDirectory= and the like, ReadWritePaths=).
+ */
+#include "unit_paths.h"
+
+/*
+ * in as an absolute path without ".", ".." or repeated and trailing '/',
+ * symbolic links resolved as far as the path exists (as systemd resolves
+ * ReadWritePaths=): a spool reached through a link out of the writable
+ * paths is out. @returns false if it does not fit in out.
+ */
+static bool
+path_canon(const char *in, char *out, size_t len)
+{
+	char tmp[PATH_MAX], *save, *c;
+	size_t n = 0;
+
+	if (in[0] != '/' || strlen(in) >= sizeof(tmp) || len < 2)
+		return false;
+	if (realpath(in, tmp) != NULL && strlen(tmp) < len) {
+		strcpy(out, tmp);
+		return true;
+	}
+	strcpy(tmp, in);
+	for (c = strtok_r(tmp, "/", &save); c != NULL;
+	    c = strtok_r(NULL, "/", &save)) {
+		if (strcmp(c, ".") == 0)
+			continue;
+		if (strcmp(c, "..") == 0) {
+			while (n > 0 && out[--n] != '/')
+				;
+			continue;
+		}
+		if (n + 1 + strlen(c) >= len)
+			return false;
+		out[n++] = '/';
+		strcpy(out + n, c);
+		n += strlen(c);
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return true;
+}
+
+/* dir is base or below it (both canonical). */
+static bool
+path_under(const char *dir, const char *base)
+{
+	size_t n = strlen(base);
+
+	if (strcmp(base, "/") == 0)
+		return true;
+	return strncmp(dir, base, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
+}
+
+/* One "ReadWritePaths=" value: a '-' or '+' prefix is systemd's, not the
+ * path's. */
+static bool
+rw_value_covers(const char *canon, char *value)
+{
+	char *save, *w, p[PATH_MAX];
+
+	for (w = strtok_r(value, " \t\r\n", &save); w != NULL;
+	    w = strtok_r(NULL, " \t\r\n", &save)) {
+		w += strspn(w, "-+");
+		if (path_canon(w, p, sizeof(p)) && path_under(canon, p))
+			return true;
+	}
+	return false;
+}
+
+/* ReadWritePaths= of the drop-ins in dropin_dir (*.conf, `systemctl edit`
+ * writes override.conf) that cover canon. */
+static bool
+dropins_cover(const char *canon, const char *dropin_dir)
+{
+	DIR *d = dropin_dir != NULL ? opendir(dropin_dir) : NULL;
+	struct dirent *e;
+	bool covered = false;
+
+	if (d == NULL)
+		return false;
+	while (!covered && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		char path[PATH_MAX], line[4096];
+		FILE *f;
+
+		if (n < 6 || strcmp(e->d_name + n - 5, ".conf") != 0 ||
+		    snprintf(path, sizeof(path), "%s/%s", dropin_dir,
+		    e->d_name) >= (int)sizeof(path) ||
+		    (f = fopen(path, "re")) == NULL)
+			continue;
+		while (!covered && fgets(line, sizeof(line), f) != NULL) {
+			char *v = line + strspn(line, " \t");
+
+			if (strncmp(v, "ReadWritePaths=", 15) == 0)
+				covered = rw_value_covers(canon, v + 15);
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return covered;
+}
+
+bool
+cfg_unit_may_write(const char *dir, const char *dropin_dir, char *paths,
+    size_t len)
+{
+	char canon[PATH_MAX], p[PATH_MAX];
+	bool in = false;
+	size_t n = 0;
+
+	if (paths != NULL && len > 0)
+		paths[0] = '\0';
+	for (size_t i = 0; unit_writable[i] != NULL; i++) {
+		if (paths != NULL && n < len)
+			n += (size_t)snprintf(paths + n, len - n, "%s%s",
+			    i > 0 ? " " : "", unit_writable[i]);
+		if (dir != NULL && path_canon(dir, canon, sizeof(canon)) &&
+		    path_canon(unit_writable[i], p, sizeof(p)) &&
+		    path_under(canon, p))
+			in = true;
+	}
+	if (!in && dir != NULL && path_canon(dir, canon, sizeof(canon)))
+		in = dropins_cover(canon, dropin_dir);
+	return in;
 }
 
 /* ---- free, compare, sizes --------------------------------------------- */

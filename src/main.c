@@ -249,6 +249,26 @@ check_spool(const struct cfg *cfg)
 	return W2K_EXIT_OK;
 }
 
+/*
+ * --check-config: a spool.dir outside what the packaged unit may write
+ * (ProtectSystem=strict) passes here but fails under systemd. A warning:
+ * the daemon may run without the unit, or the unit's drop-ins elsewhere.
+ */
+static void
+warn_unit_paths(const struct cfg *cfg)
+{
+	char paths[512];
+
+	if (cfg_unit_may_write(cfg->spool.dir,
+	    "/etc/systemd/system/wsi2kafka.service.d", paths, sizeof(paths)))
+		return;
+	log_warn("config: %s: warning: spool.dir %s is outside what "
+	    "wsi2kafka.service may write (%s; ProtectSystem=strict): under "
+	    "systemd the spool cannot be opened unless a drop-in adds "
+	    "ReadWritePaths=%s (systemctl edit wsi2kafka)", cfg->file,
+	    cfg->spool.dir, paths, cfg->spool.dir);
+}
+
 static void
 print_summary(const struct cfg *cfg)
 {
@@ -661,6 +681,7 @@ main(int argc, char **argv)
 		    W2K_EXIT_CONFIG : W2K_EXIT_FAIL;
 	}
 	if (check) {
+		warn_unit_paths(d.cfg);
 		print_summary(d.cfg);
 		r = check_spool(d.cfg);
 		cfg_free(d.cfg);

@@ -24,7 +24,7 @@ ok "make deb: $(basename "$DEB"), lintian: no errors ($(grep -c '^W: ' "$T/make-
 
 dpkg-deb -c "$DEB" >"$T/contents" || fail "dpkg-deb -c"
 awk '$1 !~ /^d/ { print $6 }' "$T/contents" | sed 's,^\.,,' | sort >"$T/got"
-UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null | grep . || echo /lib/systemd/system)
+UNITDIR=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null | grep . || echo /usr/lib/systemd/system)
 sort >"$T/want" <<EOF2
 /etc/wsi2kafka/wsi2kafka.conf
 $UNITDIR/wsi2kafka.service
@@ -38,6 +38,13 @@ $UNITDIR/wsi2kafka.service
 EOF2
 diff -u "$T/want" "$T/got" >"$T/diff" || fail "package contents: $(cat "$T/diff")"
 ok "dpkg-deb -c: the $(wc -l <"$T/got") expected files"
+# The data carries the modes (the group needs the user: postinst).
+perm() { awk -v f="./$1" '$6 == f || $6 == f "/" { print $1, $2 }' "$T/contents"; }
+[ "$(perm etc/wsi2kafka)" = "drwxr-x--- root/root" ] ||
+	fail "/etc/wsi2kafka in the package: $(perm etc/wsi2kafka)"
+[ "$(perm etc/wsi2kafka/wsi2kafka.conf)" = "-rw-r----- root/root" ] ||
+	fail "wsi2kafka.conf in the package: $(perm etc/wsi2kafka/wsi2kafka.conf)"
+ok "in the package: /etc/wsi2kafka 0750, wsi2kafka.conf 0640"
 
 dpkg-deb -e "$DEB" "$T/control" || fail "dpkg-deb -e"
 [ "$(cat "$T/control/conffiles")" = /etc/wsi2kafka/wsi2kafka.conf ] ||
@@ -91,7 +98,7 @@ getent passwd wsi2kafka >/dev/null || fail "no wsi2kafka user after install"
 [ "$(stat -c '%a %U:%G' /etc/wsi2kafka/wsi2kafka.conf)" = "640 root:wsi2kafka" ] ||
 	fail "configuration file: $(stat -c '%a %U:%G' /etc/wsi2kafka/wsi2kafka.conf)"
 /usr/bin/wsi2kafka -V | grep -q "^wsi2kafka ${DEB_VERSION%-*}$" || fail "installed -V: $(/usr/bin/wsi2kafka -V)"
-ok "dpkg -i: installed, user wsi2kafka, /etc/wsi2kafka 0750 root:wsi2kafka, spool 0700"
+ok "dpkg -i: installed, user wsi2kafka, /etc/wsi2kafka 0750 and wsi2kafka.conf 0640 root:wsi2kafka, spool 0700"
 
 # The default configuration names /etc/wsi2kafka/hq.secret: the operator's
 # first step. As root (0600), then as the service's user (root:wsi2kafka 0640).

@@ -44,11 +44,31 @@ ok "/etc/wsi2kafka/wsi2kafka.conf is %config(noreplace)"
 
 scripts=$(rpm -qp --nosignature --scripts "$RPM" 2>/dev/null)
 for want in 'systemd-sysusers .*wsi2kafka.conf' 'systemd-tmpfiles --create' \
-    'preset wsi2kafka.service' 'disable --now wsi2kafka.service' \
-    'try-restart wsi2kafka.service'; do
+    'disable --now wsi2kafka.service' 'try-restart wsi2kafka.service'; do
 	echo "$scripts" | grep -q -- "$want" || fail "scriptlets lack '$want': $scripts"
 done
-ok "scriptlets: user, directories, preset / disable / try-restart of the unit"
+# Installed, not enabled (as the .deb): no preset, which enables the unit
+# where the policy is "enable *", and no enable.
+echo "$scripts" | grep -v '^ *#' | grep -w -e preset -e enable &&
+	fail "a scriptlet may enable the unit: $scripts"
+ok "scriptlets: directories, disable / try-restart of the unit; nothing enables it"
+
+# The user exists before the files that belong to its group: made in %pre,
+# as systemd/wsi2kafka.sysusers describes it (name, home).
+pre=$(echo "$scripts" | awk '/^preinstall scriptlet/ { p = 1; next } /scriptlet/ { p = 0 } p' |
+    tr '\n' ' ' | sed 's/\\ */ /g')	# one line, continuations joined
+read -r _ user _ _ home < <(grep '^u ' systemd/wsi2kafka.sysusers | sed 's/"[^"]*"/x/')
+echo "$pre" | grep -q "useradd .*-d $home .* $user\( \|;\|$\)" ||
+	fail "%pre does not create user $user with home $home: $pre"
+ok "%pre creates the user $user (home $home) before the files are laid down"
+
+attrs() { rpm -qp --nosignature --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' \
+    "$RPM" 2>/dev/null | awk -v f="$1" '$3 == f { print $1, $2 }'; }
+[ "$(attrs /etc/wsi2kafka)" = "drwxr-x--- root:wsi2kafka" ] ||
+	fail "/etc/wsi2kafka: $(attrs /etc/wsi2kafka)"
+[ "$(attrs /etc/wsi2kafka/wsi2kafka.conf)" = "-rw-r----- root:wsi2kafka" ] ||
+	fail "wsi2kafka.conf: $(attrs /etc/wsi2kafka/wsi2kafka.conf)"
+ok "%files: /etc/wsi2kafka 0750 and wsi2kafka.conf 0640, root:wsi2kafka"
 
 # The packaged binary is the one built from this tree.
 mkdir -p "$T/x"

@@ -19,7 +19,12 @@ wait_metric 20 'wsi2kafka_records_produced_total{topic="portsip.calls"}' '>' 0
 attack_check 10
 evil_rounds 2 8.5 6
 [ "$(grep -c ' TLS ' "$T/slow.events")" -ge 2 ] || fail "TLS handshakes did not complete: not the case under test"
-early=$(awk '$2 == "CLOSED" && $5 + 0 < 6.5' "$T/slow.events")
+# Only connections that completed TLS are the case under test. lws 4.3
+# (Debian 13) connecting to "localhost" (::1, refused, then 127.0.0.1)
+# sometimes drops its IPv4 socket right after connect(), before a
+# ClientHello ("TLS handshake failed" here at 0.0 s; "closed before
+# established" in the daemon's log) and retries after the backoff.
+early=$(awk '$2 == "CLOSED" && $5 + 0 < 6.5 && !/TLS handshake failed/' "$T/slow.events")
 [ -z "$early" ] || fail "ended before connect_timeout (lws's own limit?): $early"
 grep ' CLOSED ' "$T/slow.events" | grep -qv ' 0 bytes trickled' ||
 	fail "nothing was trickled: not the case under test"

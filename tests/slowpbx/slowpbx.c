@@ -293,8 +293,9 @@ serve(struct conn *c)
 
 	if ((c->ssl = SSL_new(ctx)) == NULL ||
 	    SSL_set_fd(c->ssl, c->fd) != 1 || SSL_accept(c->ssl) != 1) {
-		plog("CLOSED %u after %.1f s, TLS handshake failed", c->id,
-		    since(&c->start));
+		plog("CLOSED %u after %.1f s, TLS handshake failed (%s)",
+		    c->id, since(&c->start),
+		    ERR_error_string(ERR_get_error(), NULL));
 		return;
 	}
 	plog("TLS %u", c->id);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/ec.h>
@@ -1777,6 +1778,145 @@ rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/* ---- cfg_unit_may_write ---------------------------------------------- */
+
+/* The unit's own writable paths come from systemd/wsi2kafka.service. */
+static void
+cfg__unit_paths__from_the_unit_file(void **state)
+{
+	char paths[256], line[256];
+	bool state_dir = false;
+	FILE *f = fopen("systemd/wsi2kafka.service", "r");
+
+	(void)state;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		state_dir |= strcmp(line, "StateDirectory=wsi2kafka\n") == 0;
+	fclose(f);
+	assert_true(state_dir);
+	cfg_unit_may_write("/", NULL, paths, sizeof(paths));
+	assert_string_equal(paths, "/var/lib/wsi2kafka");
+}
+
+static void
+cfg__unit_paths__spool_inside_or_outside(void **state)
+{
+	static const struct { const char *dir; bool in; } c[] = {
+		{ "/var/lib/wsi2kafka", true },
+		{ "/var/lib/wsi2kafka/spool", true },
+		{ "/var/lib/wsi2kafka/", true },
+		{ "//var//lib/wsi2kafka/./spool//", true },
+		{ "/var/lib/other/../wsi2kafka/spool", true },
+		{ "/var/lib/wsi2kafka-spool", false },	/* a prefix, not a dir */
+		{ "/var/lib/wsi2kafkaspool", false },
+		{ "/var/lib", false },
+		{ "/var/lib/wsi2kafka/../other", false },
+		{ "/srv/wsi2kafka/spool", false },
+		{ "/tmp/spool", false },		/* PrivateTmp: lost */
+		{ "spool", false },			/* relative */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		if (cfg_unit_may_write(c[i].dir, NULL, NULL, 0) != c[i].in)
+			fail_msg("%s: want %s", c[i].dir, c[i].in ? "in" : "out");
+	}
+}
+
+/* tmpdir/name, made; its full path in buf. */
+static const char *
+tmp_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+	return buf;
+}
+
+/* A drop-in's ReadWritePaths= (as `systemctl edit` writes it) counts. */
+static void
+cfg__unit_paths__dropin_read_write_paths(void **state)
+{
+	char dir[128], spool[192], other[192], seg[192], text[256];
+
+	(void)state;
+	assert_int_equal(mkdir(tmp_path(dir, sizeof(dir), "rw.d"), 0755), 0);
+	tmp_path(spool, sizeof(spool), "data/spool");
+	tmp_path(other, sizeof(other), "data/other");
+	tmp_path(seg, sizeof(seg), "data/spool/seg");
+	assert_false(cfg_unit_may_write(spool, dir, NULL, 0));
+	snprintf(text, sizeof(text),
+	    "[Service]\n  ReadWritePaths=-/nonexistent %s\n", spool);
+	write_file("rw.d/override.conf", text, 0644);
+	/* not a drop-in: not read */
+	snprintf(text, sizeof(text), "ReadWritePaths=%s/data\n", tmpdir);
+	write_file("rw.d/notes.txt", text, 0644);
+	assert_true(cfg_unit_may_write(spool, dir, NULL, 0));
+	assert_true(cfg_unit_may_write(seg, dir, NULL, 0));
+	assert_false(cfg_unit_may_write(other, dir, NULL, 0));
+	assert_true(cfg_unit_may_write("/var/lib/wsi2kafka/spool", dir, NULL,
+	    0));
+}
+
+/* ReadWritePaths= naming a link covers where it leads (systemd follows
+ * it), and the link itself. */
+static void
+cfg__unit_paths__link_followed(void **state)
+{
+	char dir[128], spool[192], link[192], text[256];
+
+	(void)state;
+	assert_int_equal(mkdir(tmp_path(dir, sizeof(dir), "links.d"), 0755), 0);
+	assert_int_equal(mkdir(tmp_path(spool, sizeof(spool), "real-spool"),
+	    0700), 0);
+	assert_int_equal(symlink(spool, tmp_path(link, sizeof(link),
+	    "link-spool")), 0);
+	assert_false(cfg_unit_may_write(spool, dir, NULL, 0));
+	snprintf(text, sizeof(text), "ReadWritePaths=%s\n", link);
+	write_file("links.d/override.conf", text, 0644);
+	assert_true(cfg_unit_may_write(spool, dir, NULL, 0));
+	assert_true(cfg_unit_may_write(link, dir, NULL, 0));
+}
+
+/*
+ * Randomized: below /var/lib/wsi2kafka is in, whatever the components;
+ * the same name with anything but '/' after it is out. W2K_CFG_SEED
+ * replays a seed.
+ */
+static void
+cfg__unit_paths__random_paths(void **state)
+{
+	static const char alnum[] = "abcz09_-.";
+	const char *env = getenv("W2K_CFG_SEED");
+	unsigned seed = env != NULL ? (unsigned)strtoul(env, NULL, 10) :
+	    (unsigned)time(NULL);
+	char p[512];
+
+	(void)state;
+	print_message("cfg__unit_paths__random_paths: W2K_CFG_SEED=%u\n", seed);
+	srand(seed);
+	for (int i = 0; i < 2000; i++) {
+		size_t n;
+		bool below = rand() % 2;
+		int parts = 1 + rand() % 4;
+
+		n = (size_t)snprintf(p, sizeof(p), "/var/lib/wsi2kafka%s",
+		    below ? "/" : "");
+		if (!below)	/* a character other than '/' right after */
+			p[n++] = alnum[rand() % 7], p[n] = '\0';
+		for (int k = 0; k < parts; k++) {
+			int len = 1 + rand() % 6;
+
+			for (int j = 0; j < len; j++)
+				p[n++] = alnum[rand() % 7];	/* no '.' */
+			if (k + 1 < parts)
+				p[n++] = '/';
+			p[n] = '\0';
+		}
+		if (cfg_unit_may_write(p, NULL, NULL, 0) != below)
+			fail_msg("seed %u: %s: want %s", seed, p,
+			    below ? "in" : "out");
+	}
+}
+
 static int
 group_setup(void **state)
 {
@@ -1813,6 +1953,11 @@ main(void)
 {
 	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(cfg__minimal_file__defaults_field_by_field),
+		cmocka_unit_test(cfg__unit_paths__from_the_unit_file),
+		cmocka_unit_test(cfg__unit_paths__spool_inside_or_outside),
+		cmocka_unit_test(cfg__unit_paths__dropin_read_write_paths),
+		cmocka_unit_test(cfg__unit_paths__link_followed),
+		cmocka_unit_test(cfg__unit_paths__random_paths),
 		cmocka_unit_test(cfg__routes_omitted__contract_defaults),
 		cmocka_unit_test(cfg__contract_example__every_field),
 		cmocka_unit_test(

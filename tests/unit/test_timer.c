@@ -23,6 +23,7 @@ struct fx {
 	struct lws_context	*cx;
 	struct timers		*t;
 	int			 fds0;	/* descriptors before the context */
+	int			 lws_leak; /* what lws itself leaves (setup) */
 };
 
 struct probe {
@@ -33,9 +34,12 @@ struct probe {
 	int		repeat;		/* periodic: re-arms left */
 	int64_t		period_us;
 	struct timers	*t;
+	long		last_turn;	/* loop_turns at the last firing */
+	int		spun;		/* firings after more than 5 turns */
 };
 
 static int fired_count;
+static long loop_turns;		/* lws_service() calls, all tests */
 
 static int
 setup(void **state)
@@ -45,10 +49,17 @@ setup(void **state)
 
 	assert_non_null(fx);
 	lws_set_log_level(LLL_ERR, NULL);
-	fx->fds0 = open_fds();
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	/* lws 4.3.5 (Debian 13) leaves its event pipe (an eventfd) open at
+	 * every lws_context_destroy() (lws issue 2744; 4.1 does not): what a
+	 * bare context leaves behind is not the timers' leak. */
+	fx->fds0 = open_fds();
+	assert_non_null(fx->cx = lws_create_context(&info));
+	lws_context_destroy(fx->cx);
+	fx->lws_leak = open_fds() - fx->fds0;
+	fx->fds0 = open_fds();
 	assert_non_null(fx->cx = lws_create_context(&info));
 	assert_int_equal(timers_new(fx->cx, &fx->t), 0);
 	fired_count = 0;
@@ -64,7 +75,7 @@ teardown(void **state)
 	lws_context_destroy(fx->cx);
 	timers_free(fx->t);
 	/* The timerfd went with the context, the vhost and lws's own too. */
-	assert_int_equal(open_fds(), fx->fds0);
+	assert_int_equal(open_fds(), fx->fds0 + fx->lws_leak);
 	free(fx);
 	return 0;
 }
@@ -76,6 +87,8 @@ probe_cb(struct timer *tm)
 
 	p->fired_us = w2k_mono_us();
 	p->order = ++fired_count;
+	p->spun += loop_turns - p->last_turn > 5;
+	p->last_turn = loop_turns;
 	if (p->repeat-- > 0) {
 		p->want_us = p->fired_us + p->period_us;
 		timer_arm(p->t, &p->tm, p->period_us, probe_cb);
@@ -100,6 +113,7 @@ serve_until(struct fx *fx, int n)
 	while (fired_count < n && w2k_mono_us() < end) {
 		lws_service(fx->cx, 0);
 		turns++;
+		loop_turns++;
 	}
 	assert_true(fired_count >= n);
 	return turns;
@@ -150,7 +164,10 @@ timer__cancel_and_rearm__only_the_last_arming_counts(void **state)
  * Twenty firings 5 ms apart: a handful of loop turns each. With an
  * lws_sul timer of the same period lws 4.1 spins on poll(…, 0) through
  * the last millisecond of every wait (hundreds of turns per firing here),
- * which this module exists to avoid.
+ * which this module exists to avoid. lws 4.3 (Debian 13) has a timer of
+ * its own, due about 0.1 s after the context is made and then every 30 s,
+ * and spins through its last millisecond once: the one or two intervals
+ * it falls in may take many turns, the others a handful.
  */
 static void
 timer__periodic__loop_does_not_spin(void **state)
@@ -161,10 +178,13 @@ timer__periodic__loop_does_not_spin(void **state)
 
 	p.period_us = 5 * 1000;
 	p.repeat = 19;
+	p.last_turn = loop_turns;
 	arm(fx, &p, p.period_us);
 	turns = serve_until(fx, 20);
 	/* One turn per firing, a few more for lws's own housekeeping. */
-	assert_true(turns <= 20 * 3 + 10);
+	if (p.spun > 2)
+		fail_msg("%d of 20 firings came after more than 5 loop turns "
+		    "(%ld turns in all)", p.spun, turns);
 	assert_true(p.fired_us >= p.want_us);
 }
 
