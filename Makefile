@@ -414,7 +414,7 @@ bench-norm: $(B)/bench/norm_bench
 # build/bench/results.json. Not part of `make check`. Knobs (BENCH_EVENTS,
 # BENCH_DRAIN_RECORDS, BENCH_RATES, BENCH_STRICT=1, ...): see bench.sh.
 BENCH_B = build/bench
-bench: deps
+bench: deps kafka
 	$(MAKE) B=$(BENCH_B) SANITIZE= all $(BENCH_B)/tests/pbxsim \
 	    $(BENCH_B)/tests/kmock $(BENCH_B)/bench/spool_bench \
 	    $(if $(wildcard tests/bench/norm_bench.c),$(BENCH_B)/bench/norm_bench)

@@ -52,6 +52,11 @@
 #               the first acknowledgement to an empty spool
 #               (wsi2kafka_spool_records = 0), and separately the time
 #               librdkafka took to reconnect
+#   kafka       the real Apache Kafka broker of the tests (make kafka), over
+#               SASL_SSL: the daemon, kcat -P and Kafka's own
+#               kafka-producer-perf-test, the same records, the same broker,
+#               the same run, taking turns; medians and ratios (see
+#               stage_kafka)
 #
 # Results: a table on stdout and JSON in BENCH_OUT (default
 # $B/results.json) with the commit, date, machine, parameters, every number
@@ -78,7 +83,9 @@
 #   BENCH_SPOOL_RECORDS=200000  spool_bench records
 #   BENCH_NORM_SECONDS=1        norm_bench seconds per row
 #   BENCH_CG_EVENTS=10000       events of the smaller callgrind flood
-#   BENCH_STAGES="spool norm throughput ceiling latency callgrind drain"
+#   BENCH_STAGES="spool norm throughput ceiling latency callgrind drain kafka"
+#   BENCH_KAFKA_EVENTS=100000   records per producer and run, kafka stage
+#   BENCH_KAFKA_JAVA_OPTS=...   the real broker's JVM (default: 1 GiB heap)
 #   BENCH_STRICT=0              1: exit 1 when a target is missed
 #   BENCH_OUT=$B/results.json
 #   BENCH_KEEP=0                1: keep the spools and record files of the run
@@ -108,7 +115,7 @@ TIMEOUT_BASE=${BENCH_TIMEOUT_BASE:-60}
 SPOOL_RECORDS=${BENCH_SPOOL_RECORDS:-200000}
 NORM_SECONDS=${BENCH_NORM_SECONDS:-1}
 CG_EVENTS=${BENCH_CG_EVENTS:-10000}
-STAGES=" ${BENCH_STAGES:-spool norm throughput ceiling latency callgrind drain} "
+STAGES=" ${BENCH_STAGES:-spool norm throughput ceiling latency callgrind drain kafka} "
 STRICT=${BENCH_STRICT:-0}
 OUT=${BENCH_OUT:-$B/results.json}
 KEEP=${BENCH_KEEP:-0}
@@ -278,8 +285,8 @@ pbx = (
   }
 );
 kafka = {
-  brokers = "$BOOTSTRAP";
-  properties = { linger_ms = "$LINGER"; };
+  brokers = "${W2K_BROKERS:-$BOOTSTRAP}";
+  properties = { linger_ms = "$LINGER"; ${W2K_KPROPS:-} };${W2K_KAFKA:-}
   dead_letter_topic = "portsip.deadletter";
 };
 spool = { dir = "$RUN/$name.spool"; fsync = "$fsync"; $extra };
@@ -482,10 +489,15 @@ stage_throughput() {
 	done
 }
 
+# kcat and the daemon reach the mock cluster by BOOTSTRAP, in plain text;
+# the kafka stage points them elsewhere with these (KCAT_SEC: kcat's -X
+# security arguments; W2K_*: write_conf's kafka block).
+KCAT_B='' KCAT_SEC=() W2K_BROKERS='' W2K_KPROPS='' W2K_KAFKA=''
+
 # kcat_hw: records in KCAT_TOPIC now (sum of the partitions' end offsets,
 # read from the last record of each; nothing else is consumed).
 kcat_hw() {
-	timeout 30 kcat -C -q -b "$BOOTSTRAP" -t "$KCAT_TOPIC" -o -1 -e \
+	timeout 30 kcat -C -q -b "${KCAT_B:-$BOOTSTRAP}" "${KCAT_SEC[@]}" -t "$KCAT_TOPIC" -o -1 -e \
 	    -f '%o\n' 2>>"$RUN/kcat.err" | awk '{ s += $1 + 1 } END { print s + 0 }'
 }
 
@@ -493,7 +505,7 @@ kcat_hw() {
 kcat_run() {
 	local t0 t1 rc
 	t0=$EPOCHREALTIME
-	timeout "$(bound "$KCAT_N")" kcat -P -q -b "$BOOTSTRAP" -t "$KCAT_TOPIC" \
+	timeout "$(bound "$KCAT_N")" kcat -P -q -b "${KCAT_B:-$BOOTSTRAP}" -t "$KCAT_TOPIC" \
 	    -K $'\t' "${KCAT_X[@]}" "${KCAT_H[@]}" <"$1" 2>>"$RUN/kcat.err"
 	rc=$?
 	t1=$EPOCHREALTIME
@@ -501,10 +513,18 @@ kcat_run() {
 	calc "$t1 - $t0"
 }
 
-stage_ceiling() {
-	local name=dry n hw0 hw1 s1 best=999 i secs eps ratio p
-	KCAT_N=$EVENTS
-	log "ceiling: $KCAT_N records from a --dry-run, then kcat -P"
+# dry_records N: $RUN/kcat.input, N records as the daemon makes them (a
+# --dry-run of the flood: "key<TAB>value" lines), once per run of the
+# script (the ceiling and kafka stages share it); sets KCAT_H, the six
+# CloudEvents headers as the first record has them (kcat -P sets the same
+# headers on every record).
+dry_records() {
+	local name=dry n p
+	if [ -s "$RUN/kcat.input" ] && [ "$(wc -l <"$RUN/kcat.input")" -eq "$1" ]; then
+		return 0
+	fi
+	log "$1 records from a --dry-run of the flood"
+	KCAT_N=$1
 	start_pbxsim "$name" --flood "$KCAT_N"
 	write_conf "$name" batch
 	start_daemon "$name" -n		# records on stdout: $RUN/dry.out
@@ -523,18 +543,31 @@ stage_ceiling() {
 	n=$(wc -l <"$RUN/kcat.input")
 	[ "$n" -eq "$KCAT_N" ] || die "ceiling: $n records from the dry run, expected $KCAT_N"
 	head -n 1 "$RUN/kcat.input" >"$RUN/kcat1.input"
-	KCAT_X=()
-	for p in "${KPROPS[@]}"; do KCAT_X+=(-X "$p"); done
-	# The six CloudEvents headers, as the first record has them (kcat -P
-	# sets the same headers on every record).
 	KCAT_H=()
 	while IFS= read -r p; do KCAT_H+=(-H "$p"); done < <(head -n 1 "$RUN/$name.out" |
 	    jq -r '.headers | to_entries[] | "\(.key)=\(.value)"')
-	kmock_cmd "create $KCAT_TOPIC $KCAT_PARTS"
+	rm -f "$RUN/$name.out"
+}
+
+# kcat_startup: the best of three one-record kcat -P runs (kcat's own
+# start-up, subtracted from every timed run).
+kcat_startup() {
+	local i s1 best=999
 	for i in 1 2 3; do
 		s1=$(kcat_run "$RUN/kcat1.input")
 		best=$(calc "$s1 < $best ? $s1 : $best")
 	done
+	echo "$best"
+}
+
+stage_ceiling() {
+	local n hw0 hw1 best i secs eps ratio p
+	log "ceiling: kcat -P of the flood's records"
+	dry_records "$EVENTS"
+	KCAT_X=()
+	for p in "${KPROPS[@]}"; do KCAT_X+=(-X "$p"); done
+	kmock_cmd "create $KCAT_TOPIC $KCAT_PARTS"
+	best=$(kcat_startup)
 	local runs_eps='' runs_secs=''
 	for ((i = 1; i <= REPEAT; i++)); do
 		hw0=$(kcat_hw)
@@ -545,7 +578,6 @@ stage_ceiling() {
 		runs_eps="$runs_eps $(calc "$KCAT_N / ($secs - $best)" %.0f)"
 		runs_secs="$runs_secs $(calc "$secs - $best" %.2f)"
 	done
-	rm -f "$RUN/$name.out" "$RUN/kcat.input"
 	# shellcheck disable=SC2086 # the runs, one word each
 	eps=$(median $runs_eps)
 	secs=$(calc "$KCAT_N / $eps + $best")
@@ -563,6 +595,170 @@ stage_ceiling() {
 		row "ceiling: kcat -P, same records" "wsi2kafka/kcat, fsync=$p" "$ratio"
 		jadd '.ceiling.ratio[$m] = ($r|tonumber)' --arg m "$p" --arg r "$ratio"
 	done
+}
+
+# The kafka stage: the real Apache Kafka broker of the tests
+# (tests/kafka/broker.sh, fetched by `make kafka`), one KRaft node on
+# loopback, every client over its SASL_SSL listener (PLAIN over TLS, as
+# the tests; see broker.sh for why not SCRAM with librdkafka 2.0.2).
+# Three producers of the same records to the same broker in the same run:
+# the daemon (a flood from pbxsim, as in the throughput stage), kcat -P
+# (the dry run's records, keys and headers) and Kafka's own
+# kafka-producer-perf-test (org.apache.kafka.tools.ProducerPerformance:
+# the same values, no keys or headers: it has no way to take them), each
+# with acks=all, idempotence and linger.ms=LINGER; the rest of the Java
+# producer is at its defaults. REPEAT runs each; the medians and the
+# ratios count. Every run is checked on the broker by end offsets.
+kafka_shims() {		# what broker.sh needs from tests/integration/lib.sh
+	T=$RUN/kafka-stage TIME_SCALE=1
+	mkdir -p "$T"
+	fail() { die "kafka: $*"; }
+	ok() { log "kafka: $*"; }
+	certs() { :; }		# CERTS is set (main)
+	# A broker that is not the bottleneck: C2, a larger heap.
+	KAFKA_JAVA_OPTS=${BENCH_KAFKA_JAVA_OPTS:--Xms512m -Xmx1g -XX:+UseParallelGC
+	    -XX:-UsePerfData -Djava.awt.headless=true}
+	# shellcheck source=tests/kafka/broker.sh
+	. tests/kafka/broker.sh
+}
+
+# kafka_hw TOPIC...: the sum of the topics' end offsets (records on them).
+kafka_hw() {
+	local t s=0 v
+	for t in "$@"; do
+		v=$(KCAT_TOPIC=$t kcat_hw)
+		s=$((s + v))
+	done
+	echo "$s"
+}
+
+# kafka_daemon_run RUN: one flood through the daemon; appends its
+# events/s to KW_EPS and its CPU s per million events to KW_CPU.
+kafka_daemon_run() {
+	local run=$1 name=kafka-w2k-$1 cpu0 cpu1 prod0 t0 hw0 hw1 secs
+	hw0=$(kafka_hw "${W2K_TOPICS[@]}")
+	printf "@sleep 1000\n@flood %d\n@end\n" "$KAFKA_EVENTS" >"$RUN/$name.script"
+	start_pbxsim "$name" --script "$RUN/$name.script"
+	write_conf "$name" batch
+	start_daemon "$name"
+	wait_until 30 grep -q ' PLAY ' "$RUN/$name.events" ||
+		die "$name: the daemon did not subscribe within 30 s"
+	cpu0=$(cpu_ticks "$DPID")
+	scrape || die "$name: /metrics did not answer"
+	prod0=$M_PROD
+	poll_produced $((prod0 + KAFKA_EVENTS)) "$(bound "$KAFKA_EVENTS")" "$name"
+	cpu1=$(cpu_ticks "$DPID")
+	t0=$(flood_time "$name" start)
+	[ -n "$t0" ] || die "$name: no FLOOD start in pbxsim's log"
+	stop_pbxsim
+	stop_daemon "$name"
+	rm -rf "$RUN/$name.spool"
+	hw1=$(kafka_hw "${W2K_TOPICS[@]}")
+	[ $((hw1 - hw0)) -eq "$KAFKA_EVENTS" ] ||
+		die "$name: $((hw1 - hw0)) records landed on the broker, expected $KAFKA_EVENTS"
+	secs=$(calc "$T_REACHED - $t0")
+	KW_EPS+=" $(calc "$KAFKA_EVENTS / $secs" %.0f)"
+	KW_CPU+=" $(calc "($cpu1 - $cpu0) / $CLK_TCK * 1000000 / $KAFKA_EVENTS" %.2f)"
+}
+
+# kafka_kcat_run: one kcat -P run; appends its records/s to KK_EPS.
+kafka_kcat_run() {
+	local hw0 hw1 secs
+	hw0=$(kafka_hw "$KCAT_TOPIC")
+	secs=$(kcat_run "$RUN/kcat.input")
+	hw1=$(kafka_hw "$KCAT_TOPIC")
+	[ $((hw1 - hw0)) -eq "$KAFKA_EVENTS" ] ||
+		die "kafka: kcat -P: $((hw1 - hw0)) records landed, expected $KAFKA_EVENTS"
+	KK_EPS+=" $(calc "$KAFKA_EVENTS / ($secs - $KSTART)" %.0f)"
+}
+
+# kafka_perf_run: one kafka-producer-perf-test run; appends its records/s
+# (its own measure: first send to last acknowledgement, so the JVM's
+# start-up is not in it, as kcat's is subtracted) to KJ_EPS.
+kafka_perf_run() {
+	local hw0 hw1 out
+	hw0=$(kafka_hw bench.perf)
+	out=$(timeout "$(bound "$KAFKA_EVENTS")" java -Xmx768m -XX:-UsePerfData \
+	    -Dlog4j2.configurationFile="$(realpath tests/kafka/log4j2.properties)" \
+	    -cp "$KAFKA_CP" org.apache.kafka.tools.ProducerPerformance \
+	    --topic bench.perf --num-records "$KAFKA_EVENTS" --throughput -1 \
+	    --payload-file "$RUN/kafka.values" --producer.config "$RUN/kafka-perf.properties" \
+	    2>>"$RUN/kafka-perf.err" | tail -n 1) ||
+		die "kafka: kafka-producer-perf-test failed: $(tail -n 3 "$RUN/kafka-perf.err")"
+	hw1=$(kafka_hw bench.perf)
+	[ $((hw1 - hw0)) -eq "$KAFKA_EVENTS" ] ||
+		die "kafka: kafka-producer-perf-test: $((hw1 - hw0)) records landed, expected $KAFKA_EVENTS"
+	[[ $out =~ ^$KAFKA_EVENTS\ records\ sent,\ ([0-9.]+)\ records/sec ]] ||
+		die "kafka: kafka-producer-perf-test said '$out'"
+	KJ_EPS+=" $(calc "${BASH_REMATCH[1]}" %.0f)"
+}
+
+stage_kafka() {
+	local i p mw mk mj sec="real broker: Apache Kafka, SASL_SSL"
+	KAFKA_EVENTS=${BENCH_KAFKA_EVENTS:-100000}
+	is_uint "$KAFKA_EVENTS" && [ "$KAFKA_EVENTS" -gt 0 ] ||
+		die "BENCH_KAFKA_EVENTS must be a whole number > 0"
+	dry_records "$KAFKA_EVENTS"
+	kafka_shims
+	log "kafka: starting the broker"
+	kafka_start "w2k=$PW"
+	W2K_TOPICS=(${TOPICS//,/ })
+	kafka_create_topics 4 "${W2K_TOPICS[@]}"
+	kafka_create_topics "$KCAT_PARTS" "$KCAT_TOPIC" bench.perf
+	kafka_grant User:w2k Write Describe Read -- "${W2K_TOPICS[@]}" "$KCAT_TOPIC" bench.perf
+	local sasl=(security.protocol=SASL_SSL sasl.mechanisms=PLAIN sasl.username=w2k
+	    "sasl.password=$PW" "ssl.ca.location=$CERTS/ca.pem")
+	KCAT_B=$BOOTSTRAP_SASL KCAT_SEC=() KCAT_X=()
+	for p in "${sasl[@]}"; do KCAT_SEC+=(-X "$p"); done
+	for p in "${sasl[@]}" "${KPROPS[@]}"; do KCAT_X+=(-X "$p"); done
+	W2K_BROKERS=$BOOTSTRAP_SASL
+	W2K_KPROPS="security_protocol = \"SASL_SSL\"; sasl_mechanisms = \"PLAIN\"; sasl_username = \"w2k\"; ssl_ca_location = \"$CERTS/ca.pem\";"
+	W2K_KAFKA=" sasl_password_file = \"$RUN/secret\";"
+	cut -f 2- "$RUN/kcat.input" >"$RUN/kafka.values"
+	cat >"$RUN/kafka-perf.properties" <<EOF
+bootstrap.servers=$BOOTSTRAP_SASL
+security.protocol=SASL_SSL
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="w2k" password="$PW";
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS/ca.pem
+acks=all
+enable.idempotence=true
+linger.ms=$LINGER
+EOF
+	KSTART=$(KCAT_TOPIC=$KCAT_TOPIC kcat_startup)
+	# The producers take turns, run by run, so a slow phase of the
+	# machine or of the broker falls on all three alike.
+	KW_EPS='' KW_CPU='' KK_EPS='' KJ_EPS=''
+	for ((i = 1; i <= REPEAT; i++)); do
+		log "kafka: run $i of $REPEAT: wsi2kafka, kcat -P, kafka-producer-perf-test ($KAFKA_EVENTS records each)"
+		kafka_daemon_run "$i"
+		kafka_kcat_run
+		kafka_perf_run
+	done
+	KCAT_B='' KCAT_SEC=() W2K_BROKERS='' W2K_KPROPS='' W2K_KAFKA=''
+	kafka_stop
+	# shellcheck disable=SC2086 # the runs, one word each
+	mw=$(median $KW_EPS) mk=$(median $KK_EPS) mj=$(median $KJ_EPS)
+	row "$sec" "Apache Kafka version" "$(kafka_version)"
+	row "$sec" "wsi2kafka events/s, median of $REPEAT (each)" "$mw (${KW_EPS# })"
+	row "$sec" "wsi2kafka CPU s per million events (each)" "${KW_CPU# }"
+	row "$sec" "kcat -P records/s, median (each)" "$mk (${KK_EPS# })"
+	row "$sec" "kafka-producer-perf-test records/s, median (each)" "$mj (${KJ_EPS# })"
+	row "$sec" "wsi2kafka / kcat -P" "$(calc "$mw / $mk" %.3f)"
+	row "$sec" "wsi2kafka / kafka-producer-perf-test" "$(calc "$mw / $mj" %.3f)"
+	row "$sec" "kcat -P / kafka-producer-perf-test" "$(calc "$mk / $mj" %.3f)"
+	jadd '.kafka = {broker: ("Apache Kafka " + $v), listener: "SASL_SSL (PLAIN)", records: ($n|tonumber),
+	    wsi2kafka_events_per_s: ($w|ltrimstr(" ")|split(" ")|map(tonumber)),
+	    wsi2kafka_cpu_seconds_per_million: ($c|ltrimstr(" ")|split(" ")|map(tonumber)),
+	    kcat_records_per_s: ($k|ltrimstr(" ")|split(" ")|map(tonumber)),
+	    perf_test_records_per_s: ($j|ltrimstr(" ")|split(" ")|map(tonumber)),
+	    median: {wsi2kafka: ($mw|tonumber), kcat: ($mk|tonumber), perf_test: ($mj|tonumber)},
+	    ratio: {wsi2kafka_to_kcat: (($mw|tonumber) / ($mk|tonumber)),
+	        wsi2kafka_to_perf_test: (($mw|tonumber) / ($mj|tonumber))}}' \
+	    --arg v "$(kafka_version)" --arg n "$KAFKA_EVENTS" --arg w "$KW_EPS" \
+	    --arg c "$KW_CPU" --arg k "$KK_EPS" --arg j "$KJ_EPS" \
+	    --arg mw "$mw" --arg mk "$mk" --arg mj "$mj"
 }
 
 # quantiles A B [FAMILY]: from two scrapes, the window's histogram FAMILY
@@ -914,7 +1110,7 @@ log "commit $commit$([ "$dirty" = true ] && echo ' (uncommitted changes)'), $(np
 stage_on() { [[ $STAGES == *" $1 "* ]]; }
 stage_on spool && stage_spool
 stage_on norm && stage_norm
-if stage_on throughput || stage_on ceiling || stage_on latency || stage_on callgrind || stage_on drain; then
+if stage_on throughput || stage_on ceiling || stage_on latency || stage_on callgrind || stage_on drain || stage_on kafka; then
 	start_kmock
 fi
 stage_on throughput && stage_throughput
@@ -922,6 +1118,7 @@ stage_on ceiling && stage_ceiling
 stage_on latency && stage_latency
 stage_on callgrind && stage_callgrind
 stage_on drain && stage_drain
+stage_on kafka && stage_kafka
 
 # Peak RSS "throughout": the largest VmHWM of every daemon run, the drain's
 # included (with the brokers down librdkafka may hold up to
