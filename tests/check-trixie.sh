@@ -202,7 +202,7 @@ step "apt install ./wsi2kafka_*.deb"
 in_root sh -c "apt-get purge -y -q wsi2kafka; rm -rf /var/lib/wsi2kafka /etc/wsi2kafka" >/dev/null 2>&1 || true
 in_root sh -c "cd $W/build/pkg && apt-get install -y -q ./wsi2kafka_*.deb" \
     >"$ROOT.install.log" 2>&1 || die "apt install: $(tail -n 20 "$ROOT.install.log")"
-in_root sh -s <"tests/lib/check-installed.sh" >"$ROOT.installed.log" 2>&1 ||
+in_root bash -s -- "$W" <"tests/lib/check-installed.sh" >"$ROOT.installed.log" 2>&1 ||
 	die "installed package: $(cat "$ROOT.installed.log")"
 sed 's/^/  /' "$ROOT.installed.log"
 in_root sh -c "apt-get purge -y -q wsi2kafka && rm -rf /var/lib/wsi2kafka &&
