@@ -16,7 +16,7 @@
 # 3. `apt install ./wsi2kafka_*.deb` as an operator would, then: the user,
 #    the directories and files with their modes and owners, and
 #    `wsi2kafka -t` and a `wsi2kafka -n` dry run as the service user
-#    (runuser -u wsi2kafka); the package purged again.
+#    (runuser / setpriv); the package purged again.
 #
 # Root only (debootstrap, chroot, mount). The chroot shares the host's
 # network namespace: loopback tests work as on the host. /proc, /dev,
