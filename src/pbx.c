@@ -44,7 +44,7 @@
 #define PBX_HEALTHY_US		(60LL * 1000 * 1000)	/* contract §6 */
 #define PBX_CLOSE_GRACE_S	2	/* backstop when WRITEABLE never comes */
 #define PBX_DRAIN_MAX		256	/* TLS records per PBX per loop turn */
-#define PBX_TLS_READ_BUF	(128 * 1024)	/* the buffering BIO's: drain_attach() */
+#define PBX_TLS_READ_BUF	(128 * 1024)	/* read_buffer_attach() */
 #define PBX_SECRET_FRAME_MAX	(1024 * 1024)	/* the auth frame, escaped */
 
 struct pbx_msg {
@@ -825,11 +825,10 @@ handle_frame(struct pbx *p)
  * the next poll() from sleeping) whenever a read() returned bytes. The
  * drain services the connection while OpenSSL or the buffer holds anything,
  * and stops only when they hold nothing, or when OpenSSL says it needs more
- * bytes from
- * the socket: SSL_peek() decrypts a whole record if one is buffered (the
- * following lws_service_fd() then hands it to lws), and fails with
- * SSL_ERROR_WANT_READ only after its read() of the non-blocking socket
- * returned EAGAIN, when poll() will wake us for the rest. It services at
+ * bytes from the socket: SSL_peek() decrypts a whole record if one is
+ * buffered (the following lws_service_fd() then hands it to lws), and
+ * fails with SSL_ERROR_WANT_READ only after its read() of the non-blocking
+ * socket returned EAGAIN, when poll() will wake us for the rest. It services at
  * most PBX_DRAIN_MAX records per loop turn, so that one PBX cannot starve
  * the others, and re-arms itself while anything remains. lws's own buffers
  * (its rx buflist, its pending-TLS list) are lws's: it does not sleep in
