@@ -44,7 +44,7 @@
 #define PBX_HEALTHY_US		(60LL * 1000 * 1000)	/* contract §6 */
 #define PBX_CLOSE_GRACE_S	2	/* backstop when WRITEABLE never comes */
 #define PBX_DRAIN_MAX		256	/* TLS records per PBX per loop turn */
-#define PBX_TLS_READ_BUF	(128 * 1024)	/* OpenSSL's read-ahead buffer */
+#define PBX_TLS_READ_BUF	(128 * 1024)	/* read_buffer_attach() */
 #define PBX_SECRET_FRAME_MAX	(1024 * 1024)	/* the auth frame, escaped */
 
 struct pbx_msg {
@@ -805,25 +805,30 @@ handle_frame(struct pbx *p)
  *
  * A PBX writes one TLS record per event, and lws (4.1 and 4.3) calls
  * SSL_read() once per poll() wake-up, which returns at most one record.
- * SSL read-ahead (set at ESTABLISHED) lets OpenSSL take whatever the socket
- * holds in one read() (PBX_TLS_READ_BUF): under load far fewer system calls
- * per event than a poll() and two read()s per record (README, Performance).
- * But the whole records left in OpenSSL's buffer wake no poll(), and lws only
- * looks again when SSL_pending() says the record it just read is not used
- * up: it knows nothing of read-ahead bytes. Nor does anything in lws's
+ * A buffering BIO between OpenSSL and the socket (set at ESTABLISHED) takes
+ * whatever the socket holds in one read() (PBX_TLS_READ_BUF): under load far
+ * fewer system calls per event than a poll() and two read()s per record
+ * (docs/performance.md). It replaces OpenSSL's own read-ahead, which does
+ * the same but moves everything left in its buffer to the buffer's start
+ * before each record (ssl3_read_n() aligning the payload): with a 128 KiB
+ * buffer, tens of KiB moved per ~650-byte event, 45 % of the daemon's
+ * instructions. The BIO hands each record over with one copy of its own
+ * bytes. But the whole records left in the BIO's buffer wake no poll(), and
+ * lws only looks again when SSL_pending() says the record it just read is
+ * not used up: it knows nothing of buffered bytes. Nor does anything in lws's
  * callbacks tell us that it read one: a record in the middle of a large
  * frame delivers no RECEIVE (lws hands the payload over only when its
  * 64 KiB rx buffer is full or the frame ends).
  *
  * So the drain is tied to the socket itself: a callback on the socket BIO
- * that lws reads through arms the drain timer (zero delay, which also keeps
+ * below the buffer arms the drain timer (zero delay, which also keeps
  * the next poll() from sleeping) whenever a read() returned bytes. The
- * drain services the connection while OpenSSL holds anything, and stops
- * only when OpenSSL holds nothing, or when it says it needs more bytes from
- * the socket: SSL_peek() decrypts a whole record if one is buffered (the
- * following lws_service_fd() then hands it to lws), and fails with
- * SSL_ERROR_WANT_READ only after its read() of the non-blocking socket
- * returned EAGAIN, when poll() will wake us for the rest. It services at
+ * drain services the connection while OpenSSL or the buffer holds anything,
+ * and stops only when they hold nothing, or when OpenSSL says it needs more
+ * bytes from the socket: SSL_peek() decrypts a whole record if one is
+ * buffered (the following lws_service_fd() then hands it to lws), and
+ * fails with SSL_ERROR_WANT_READ only after its read() of the non-blocking
+ * socket returned EAGAIN, when poll() will wake us for the rest. It services at
  * most PBX_DRAIN_MAX records per loop turn, so that one PBX cannot starve
  * the others, and re-arms itself while anything remains. lws's own buffers
  * (its rx buflist, its pending-TLS list) are lws's: it does not sleep in
@@ -861,6 +866,37 @@ sock_bio_cb(BIO *b, int oper, const char *argp, size_t len, int argi,
 	return ret;
 }
 
+/*
+ * Put a buffering BIO (PBX_TLS_READ_BUF) between OpenSSL's reads and the
+ * socket BIO lws made, which stays OpenSSL's write BIO. The chain takes a
+ * reference of its own to the socket BIO, so SSL_free() frees each once.
+ * Without the memory for it, OpenSSL's read-ahead does the same job at the
+ * cost of its realigning copies.
+ *
+ * lws sets SSL_MODE_RELEASE_BUFFERS: OpenSSL then frees its record buffer
+ * (about 17 KiB) whenever it is empty, which without read-ahead is after
+ * every record, and allocates it again for the next one. The session
+ * keeps it instead.
+ */
+static void
+read_buffer_attach(SSL *ssl, BIO *sock)
+{
+	BIO *buf = BIO_new(BIO_f_buffer());
+
+	SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+
+	if (buf == NULL || BIO_set_read_buffer_size(buf, PBX_TLS_READ_BUF) != 1 ||
+	    BIO_up_ref(sock) != 1) {
+		BIO_free(buf);
+		ERR_clear_error();
+		log_warn("pbx: out of memory for the TLS read buffer: using "
+		    "OpenSSL's read-ahead");
+		SSL_set_read_ahead(ssl, 1);
+		return;
+	}
+	SSL_set0_rbio(ssl, BIO_push(buf, sock));	/* drops one ref of sock */
+}
+
 static void
 drain_attach(struct pbx *p, struct lws *wsi)
 {
@@ -869,18 +905,18 @@ drain_attach(struct pbx *p, struct lws *wsi)
 
 	if (ssl == NULL || (rbio = SSL_get_rbio(ssl)) == NULL)
 		return;
-	SSL_set_read_ahead(ssl, 1);
 	BIO_set_callback_arg(rbio, (char *)wsi);
 	BIO_set_callback_ex(rbio, sock_bio_cb);
+	read_buffer_attach(ssl, rbio);
 	drain_arm(p);	/* whatever came before the callback was there */
 }
 
 /*
- * Whether OpenSSL holds a whole record (or decrypted bytes) for lws to
- * read: false when it holds nothing, or part of a record with the socket
- * drained (SSL_ERROR_WANT_READ). A failure other than WANT_READ (the PBX's
- * close_notify, an alert, a reset) is true: lws's SSL_read() meets it too,
- * and closes.
+ * Whether OpenSSL (or the buffer below it) holds a whole record (or
+ * decrypted bytes) for lws to read: false when it holds nothing, or part
+ * of a record with the socket drained (SSL_ERROR_WANT_READ). A failure
+ * other than WANT_READ (the PBX's close_notify, an alert, a reset) is true:
+ * lws's SSL_read() meets it too, and closes.
  */
 static bool
 tls_record_ready(SSL *ssl, bool *failed)
@@ -891,7 +927,7 @@ tls_record_ready(SSL *ssl, bool *failed)
 	*failed = false;
 	if (SSL_pending(ssl) > 0)
 		return true;
-	if (!SSL_has_pending(ssl))
+	if (!SSL_has_pending(ssl) && BIO_ctrl_pending(SSL_get_rbio(ssl)) == 0)
 		return false;
 	if ((n = SSL_peek(ssl, &c, 1)) > 0)
 		return true;
@@ -1071,7 +1107,6 @@ tls_client_ctx_setup(SSL_CTX *ctx)
 	SSL_CTX_set_info_callback(ctx, tls_alert_cb);
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
 		log_err("pbx: cannot set TLS 1.2 as the minimum version");
-	SSL_CTX_set_default_read_buffer_len(ctx, PBX_TLS_READ_BUF);
 }
 
 /* A TLS alert in words; OpenSSL 3.0 names none newer than TLS 1.2. */

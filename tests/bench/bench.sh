@@ -83,6 +83,8 @@
 #   BENCH_SPOOL_RECORDS=200000  spool_bench records
 #   BENCH_NORM_SECONDS=1        norm_bench seconds per row
 #   BENCH_CG_EVENTS=10000       events of the smaller callgrind flood
+#   BENCH_CG_LIMIT=110000       instructions per event above which the
+#                               callgrind target is missed
 #   BENCH_STAGES="spool norm throughput ceiling latency callgrind drain kafka"
 #   BENCH_KAFKA_EVENTS=100000   records per producer and run, kafka stage
 #   BENCH_KAFKA_JAVA_OPTS=...   the real broker's JVM (default: 1 GiB heap)
@@ -132,6 +134,10 @@ KPROPS=(acks=all enable.idempotence=true message.timeout.ms=0
 
 PIDS=()
 W2K_PREFIX=()		# a command the daemon runs under (the callgrind stage)
+CG_PER=''		# instructions per event, from the callgrind stage
+# A regression bound, not a goal: 161,600 before issue #15's read path
+# (OpenSSL's read-ahead), 92,000 after, with Debian 12's libraries.
+CG_LIMIT=${BENCH_CG_LIMIT:-110000}
 DPID='' PBX_PID='' KMOCK_PID=''
 ROWS=()
 MISSES=0
@@ -938,6 +944,7 @@ stage_callgrind() {
 	t1=$(cg_total "$RUN/cg-small.cg") t2=$(cg_total "$RUN/cg-large.cg")
 	[ -n "$t1" ] && [ -n "$t2" ] || die "callgrind: no totals in the output"
 	per=$(calc "($t2 - $t1) / ($n2 - $n1)" %.0f)
+	CG_PER=$per
 	row "instructions per event (callgrind)" "all threads, ${n1} vs ${n2} events" "$per"
 	jadd '.callgrind = {events: [($a|tonumber), ($b|tonumber)], instructions_per_event: ($p|tonumber), modules: {}}' \
 	    --arg a "$n1" --arg b "$n2" --arg p "$per"
@@ -1048,7 +1055,7 @@ target() {
 
 # ------------------------------------------------------------------ main
 
-for v in EVENTS CG_EVENTS DRAIN RATE_SECONDS WARMUP POLL_MS MIN_EPS TIMEOUT_BASE SPOOL_RECORDS LINGER REPEAT; do
+for v in EVENTS CG_EVENTS CG_LIMIT DRAIN RATE_SECONDS WARMUP POLL_MS MIN_EPS TIMEOUT_BASE SPOOL_RECORDS LINGER REPEAT; do
 	is_uint "${!v}" || { echo "bench: $v must be a whole number, not '${!v}'" >&2; exit 64; }
 done
 [ "$REPEAT" -ge 1 ] || { echo "bench: BENCH_REPEAT must be 1 or more" >&2; exit 64; }
@@ -1145,6 +1152,7 @@ target kcat_ratio "share of the kcat ceiling, fsync=batch" "$ratio" '>=' 0.5 ""
 target p99_10k "p99 latency at 10000 events/s" "$([ -n "${P99[10000]:-}" ] && calc "${P99[10000]} * 1000" %.3f)" '<=' 10 ms
 target peak_rss "peak RSS, every run (VmHWM)" "$([ -n "$max_hwm" ] && calc "$max_hwm / 1024" %.1f)" '<=' 64 MiB
 target drain "drain of the spool" "${DRAIN_EPS:-}" '>=' 100000 records/s
+target cg_instructions "instructions per event (callgrind)" "$CG_PER" '<=' "$CG_LIMIT" ""
 jadd '.misses = ($m|tonumber) | .duration_seconds = ($d|tonumber) | .machine.loadavg_at_end = $l' \
     --arg m "$MISSES" --arg d "$((SECONDS - T_BEGIN))" --arg l "$(cut -d' ' -f1-3 /proc/loadavg)"
 mkdir -p "$(dirname "$OUT")"

@@ -364,6 +364,35 @@ spool__codec__rejects_what_cannot_be_encoded(void **state)
 	assert_int_equal(spool_rec_len(&rec), 0);
 	rec.hdrs_len++;
 	assert_true(spool_rec_len(&rec) > 0);
+	{
+		/* The NULs are counted (hdrs_ok()): a name without its
+		 * value, even with a NUL last, and an empty name. */
+		char *hdrs = rec.hdrs;
+		size_t hl = rec.hdrs_len;
+
+		rec.hdrs = (char *)"a\0b\0c\0";
+		rec.hdrs_len = 6;
+		assert_int_equal(spool_rec_len(&rec), 0);
+		rec.hdrs_len = 4;
+		assert_true(spool_rec_len(&rec) > 0);
+		rec.hdrs = (char *)"\0\0\0";
+		rec.hdrs_len = 3;
+		assert_int_equal(spool_rec_len(&rec), 0);
+		rec.hdrs_len = 2;
+		assert_true(spool_rec_len(&rec) > 0);
+		rec.hdrs = hdrs;
+		rec.hdrs_len = hl;
+		/* Every NUL but the last one, in turn, made a byte: an odd
+		 * count, whatever its place in a word. */
+		for (size_t i = 0; i + 1 < hl; i++) {
+			if (hdrs[i] != '\0')
+				continue;
+			hdrs[i] = 'x';
+			assert_int_equal(spool_rec_len(&rec), 0);
+			hdrs[i] = '\0';
+		}
+		assert_true(spool_rec_len(&rec) > 0);
+	}
 	record_clear(&rec);
 }
 
