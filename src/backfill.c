@@ -161,6 +161,7 @@ struct backfill {
 	bool			 working;
 	struct backfill_gap	 cur;
 	unsigned		 skip, pass, top;
+	char			 prev_first[RESTMAP_ID_MAX + 1];
 	int64_t			 pass_count;	/* count at the pass's start */
 	struct strset		 seen;		/* row ids of this gap */
 	uint64_t		 rows, published, skipped_live, nreq;
@@ -921,8 +922,18 @@ page_done(struct backfill *b)
 		work_retry(b, "the PBX's CDR list is not {\"items\":[...]}");
 		return;
 	}
+	struct restmap_row first;
+	bool same_first = false;
+
 	if (b->skip == 0)
 		b->pass_count = pg.count;
+	/* The same first row as the page before, at another skip: the
+	 * server ignores skip. */
+	if (pg.nitems > 0 &&
+	    restmap_row_info(restmap_page_row(&pg, 0), &first) == 0) {
+		same_first = b->skip > 0 && strcmp(first.id, b->prev_first) == 0;
+		memcpy(b->prev_first, first.id, sizeof(b->prev_first));
+	}
 	for (size_t i = 0; i < pg.nitems; i++) {
 		const cJSON *row = restmap_page_row(&pg, i);
 		struct restmap_row info;
@@ -949,7 +960,17 @@ page_done(struct backfill *b)
 		}
 	}
 	backoff_reset(&b->bo);
-	if (pg.nitems >= b->top && b->skip < BF_MAX_SKIP) {
+	/*
+	 * A server that ignores top or skip (the parameters are documented
+	 * only in prose) must not make us page for ever: more rows than
+	 * asked for, or the same page again at another skip, ends the
+	 * pass.
+	 */
+	if (pg.nitems > b->top || same_first) {
+		log_warn("pbx %s: backfill: the PBX ignores %s: this pass "
+		    "ends here (%" PRIu64 " rows read)", b->pc->name,
+		    pg.nitems > b->top ? "top" : "skip", b->rows);
+	} else if (pg.nitems >= b->top && b->skip < BF_MAX_SKIP) {
 		/* Rows shift while we page: the next page repeats the last
 		 * BACKFILL_OVERLAP rows of this one (ids de-duplicate). */
 		b->skip += (unsigned)pg.nitems - BACKFILL_OVERLAP;
