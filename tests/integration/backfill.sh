@@ -65,3 +65,6 @@ cdr_check() {
 # gap_lines: how many gaps the daemon finished (one log line each).
 gap_lines() { grep -c 'backfill: gap ' "$T/daemon.log" 2>/dev/null || true; }
 gap_done() { [ "$(gap_lines)" -ge "${1:-1}" ]; }
+
+# test_pages N: the simulator has answered N CDR list requests.
+test_pages() { [ "$(grep -c '^LIST ' "$T/pbxsim.events")" -ge "$1" ]; }
