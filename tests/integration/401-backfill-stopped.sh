@@ -25,6 +25,21 @@ cdr_check "daemon stopped"
 [ "$CDR_REST" -ge 20 ] || fail "only $CDR_REST calls from REST"
 [ "$CDR_LIVE" -ge 20 ] || fail "only $CDR_LIVE calls live"
 ok "60 calls, each on Kafka exactly once; those made while stopped came from REST"
+# A REST record as the contract has it: a call_cdr keyed
+# <tenant_id>:<session_id>, WSI names and value sets, time = ended_time.
+timeout 30 kcat -C -q -b "$BOOTSTRAP" -t portsip.cdr -o beginning -e -f '%k\t%s\n' |
+    awk -F'\t' '$2 ~ /"source":"rest"/' | head -n 1 >"$T/rest.rec"
+key=$(cut -f1 "$T/rest.rec")
+cut -f2- "$T/rest.rec" | jq -e --arg key "$key" '
+    .schema == "wsi2kafka.event/1" and .type == "call_cdr" and .class == "cdr" and
+    .source == "rest" and ($key == .tenant_id + ":" + .session_id) and
+    (.id | test("^[0-9a-f]{32}$")) and .time == .data.ended_time and
+    (.data.start_time | type) == "number" and (.data.talk_duration | type) == "number" and
+    (.data.direction | IN("internal", "inbound", "outbound")) and
+    .data.end_reason == "callee_disconnected" and (.data | has("did") and has("trunk_name")) and
+    (.data | has("started_at") or has("did_cid") or has("duration") | not)' >/dev/null ||
+	fail "a REST record is not as §10 says: $(cat "$T/rest.rec")"
+ok "REST records: call_cdr, key tenant:session, WSI names and value sets"
 grep 'backfill: gap ' "$T/daemon.log" | head -n 1 | sed 's/^/# /'
 grep -q 'backfill: gap .* rows read, [0-9]* published, [0-9]* skipped as already live' "$T/daemon.log" ||
 	fail "no gap summary line"

@@ -25,11 +25,12 @@ calls_made() { grep -c '^CALL ' "$T/pbxsim.events" 2>/dev/null || true; }
 call_made() { [ "$(calls_made)" -ge "$1" ]; }
 calls_done() { grep -q '^CALLS done' "$T/pbxsim.events"; }
 
-# cdr_fetch: every record of portsip.cdr as "session_id source id" lines.
+# cdr_fetch: every record of portsip.cdr as "cdr_id source id" lines (the
+# call by its cdr_id: rows of /api/cdrs have no session_id).
 cdr_fetch() {
 	timeout $((30 * TIME_SCALE)) kcat -C -q -b "$BOOTSTRAP" -t portsip.cdr \
 	    -o beginning -e -f '%s\n' 2>"$T/kcat.err" |
-	    jq -r '[.session_id, .source, .id] | @tsv' >"$T/cdr.tsv"
+	    jq -r '[.data.cdr_id, .source, .id] | @tsv' >"$T/cdr.tsv"
 }
 cdr_sessions() { cdr_fetch; cut -f1 "$T/cdr.tsv" | sort -u | wc -l; }
 all_calls_on_kafka() { [ "$(cdr_sessions)" -ge "$(calls_made)" ]; }
@@ -40,7 +41,7 @@ all_calls_on_kafka() { [ "$(cdr_sessions)" -ge "$(calls_made)" ]; }
 cdr_check() {
 	local made live rest dup eq missing extra notrest
 	cdr_fetch
-	sed -n 's/^CALL [0-9]* session=\([0-9]*\) live=\([0-9]*\).*/\1 \2/p' \
+	sed -n 's/^CALL [0-9]* session=[0-9]* cdr=\([0-9]*\) live=\([0-9]*\).*/\1 \2/p' \
 	    "$T/pbxsim.events" | sort >"$T/calls.txt"
 	made=$(wc -l <"$T/calls.txt")
 	live=$(awk -F'\t' '$2 == "wsi" { print $1 }' "$T/cdr.tsv" | sort -u | wc -l)

@@ -1823,7 +1823,7 @@ static const struct lws_protocols protocols[] = {
  * its row to the REST API's CDR table. So the REST API holds the very
  * calls reported live (or not, while nobody listened). --calls-wait-sub
  * starts the timer at the first cdr_events subscription. Logged:
- *   CALL <n> session=<id> live=<connections>     CALLS done <n>
+ *   CALL <n> session=<id> cdr=<id> live=<connections>   CALLS done <n>
  * --drop-at-call N --down-calls M: after call N every connection is
  * dropped (abortively, once its queue has left) and upgrades are refused
  * ("REJECT down") until M more calls were made: a PBX unreachable for a
@@ -1971,7 +1971,8 @@ call_make(void)
 				enqueue(s, frame_new(buf, (size_t)n, 0));
 				live++;
 			}
-	plog("CALL %llu session=%llu live=%d", C.made, sid, live);
+	plog("CALL %llu session=%llu cdr=%llu live=%d", C.made, sid, sid + 1,
+	    live);
 
 	if (C.nrows < ROWS_MAX && (r = cJSON_CreateObject()) != NULL) {
 		char id[24], sess_s[24];
