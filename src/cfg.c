@@ -1847,6 +1847,9 @@ backfill_post(struct loader *ld, const config_setting_t *g, struct cfg_pbx *p,
 	}
 	if (config_setting_get_member(g, "domain") == NULL && p->domain)
 		bf->domain = xstrdup(ld, p->domain);
+	/* A tenant_id written but refused was reported already. */
+	if (config_setting_get_member(g, "tenant_id") != NULL)
+		return;
 	if (bf->domain == NULL && bf->tenant_id == NULL) {
 		snprintf(sub, sizeof(sub), "%s.backfill.domain", path);
 		report_at(ld, g, sub, "missing: the REST login is a tenant's "
