@@ -312,6 +312,12 @@ print_summary(const struct cfg *cfg)
 		    pc->nurls == 1 ? "" : "s", pc->urls[0].text,
 		    pc->nurls > 1 ? ", …" : "", pc->nsubs,
 		    pc->nsubs == 1 ? "" : "s", pc->tls.verify ? "on" : "OFF");
+		if (pc->backfill.enabled)
+			printf("  pbx %s: CDR backfill over %s as %s, gaps up to "
+			    "%" PRId64 " s, %g requests/s\n", pc->name,
+			    pc->backfill.url.text, pc->backfill.username,
+			    pc->backfill.max_gap,
+			    pc->backfill.requests_per_second);
 	}
 	printf("  kafka: brokers %s, %zu route%s, dead letters to %s\n",
 	    cfg->kafka.brokers, cfg->kafka.nroutes,

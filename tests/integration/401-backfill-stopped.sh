@@ -8,6 +8,9 @@
 start_kmock $BF_TOPICS
 start_pbx_rest --calls 60 --calls-every 150 --calls-wait-sub
 write_conf "$(backfill_conf)"
+w2k -c "$T/w2k.conf" -t >"$T/check.out" 2>&1 || fail "-t: $(cat "$T/check.out")"
+grep -q "pbx hq: CDR backfill over https://localhost:$REST_PORT/api as admin" "$T/check.out" ||
+	fail "-t does not show the backfill: $(cat "$T/check.out")"
 start_daemon
 wait_for 30 call_made 15 || fail "calls did not start (made $(calls_made))"
 stop_daemon
@@ -47,3 +50,6 @@ grep -q 'backfill: gap .* rows read, [0-9]* published, [0-9]* skipped as already
 ok "one log line for the gap: span, rows read, published, skipped as live"
 stop_daemon
 [ "$DAEMON_RC" = 0 ] || fail "exit status $DAEMON_RC"
+! grep -q 's3cret-Pa55' "$T/daemon.log" "$T/spool/backfill-hq.state" || fail "the password is in the log or the state"
+grep -qi 'bearer\|access_token' "$T/daemon.log" && fail "a token is in the log"
+ok "no password or token in the log or the state file"
