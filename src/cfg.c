@@ -2790,11 +2790,18 @@ cfg_pbx_equal(const struct cfg_pbx *a, const struct cfg_pbx *b)
 	return true;
 }
 
-int
-cfg_parse_size(const char *s, uint64_t *out)
+/* A number with an optional unit suffix: "<digits>[unit]", each unit a
+ * multiplier; overflow past max refused. */
+struct unit {
+	char		 c;
+	uint64_t	 mul;
+};
+
+static int
+parse_units(const char *s, const struct unit *u, uint64_t max, uint64_t *out)
 {
 	unsigned long long v;
-	unsigned shift = 0;
+	uint64_t mul = 1;
 	char *end;
 
 	/* strtoull() would accept a sign and leading blanks. */
@@ -2804,42 +2811,44 @@ cfg_parse_size(const char *s, uint64_t *out)
 	v = strtoull(s, &end, 10);
 	if (errno != 0)
 		return W2K_EINVAL;
-	switch (*end) {
-	case 'K': case 'k':	shift = 10; end++; break;
-	case 'M': case 'm':	shift = 20; end++; break;
-	case 'G': case 'g':	shift = 30; end++; break;
-	case 'T': case 't':	shift = 40; end++; break;
-	default:		break;
-	}
-	if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
+	for (; u->c != '\0'; u++)
+		if (*end == u->c) {
+			mul = u->mul;
+			end++;
+			break;
+		}
+	if (*end != '\0' || v > max / mul)
 		return W2K_EINVAL;
-	*out = (uint64_t)v << shift;
+	*out = (uint64_t)v * mul;
 	return 0;
+}
+
+int
+cfg_parse_size(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{ 'K', UINT64_C(1) << 10 }, { 'k', UINT64_C(1) << 10 },
+		{ 'M', UINT64_C(1) << 20 }, { 'm', UINT64_C(1) << 20 },
+		{ 'G', UINT64_C(1) << 30 }, { 'g', UINT64_C(1) << 30 },
+		{ 'T', UINT64_C(1) << 40 }, { 't', UINT64_C(1) << 40 },
+		{ '\0', 1 },
+	};
+
+	return parse_units(s, units, UINT64_MAX, out);
 }
 
 int
 cfg_parse_duration(const char *s, int64_t *out)
 {
-	unsigned long long v;
-	int64_t mul = 1;
-	char *end;
+	static const struct unit units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+		{ '\0', 1 },
+	};
+	uint64_t v;
 
-	if (s == NULL || !isdigit((unsigned char)*s))
+	if (parse_units(s, units, INT64_MAX, &v) != 0)
 		return W2K_EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return W2K_EINVAL;
-	switch (*end) {
-	case 's':	end++; break;
-	case 'm':	mul = 60; end++; break;
-	case 'h':	mul = 3600; end++; break;
-	case 'd':	mul = 86400; end++; break;
-	default:	break;
-	}
-	if (*end != '\0' || v > (unsigned long long)(INT64_MAX / mul))
-		return W2K_EINVAL;
-	*out = (int64_t)v * mul;
+	*out = (int64_t)v;
 	return 0;
 }
 
