@@ -39,6 +39,7 @@
 #define BF_TOKEN_DEFAULT_S	1800	/* a token without expires_in */
 #define BF_STATE_MAX		(64 * 1024 * 1024)
 #define BF_KEY_SEP		'\x1f'
+#define BF_BODY_CAP		4096	/* a sign-in body, printed */
 
 /* ---- a set of strings (open addressing) ------------------------------ */
 
@@ -1171,10 +1172,21 @@ static const struct lws_protocols bf_protocols[] = {
 	{ .name = NULL }
 };
 
+/* The POST body holds the password: all of its buffer is wiped (the
+ * LWS_PRE headroom before the text is not a string: no strlen() on it). */
+static void
+body_free(struct backfill *b)
+{
+	if (b->body != NULL)
+		explicit_bzero(b->body, LWS_PRE + BF_BODY_CAP);
+	free(b->body);
+	b->body = NULL;
+}
+
 static void
 req_clear(struct backfill *b)
 {
-	wipe_free(&b->body);
+	body_free(b);
 	b->body_len = 0;
 	free(b->resp);
 	b->resp = NULL;
@@ -1188,7 +1200,7 @@ static int
 json_body(struct backfill *b, cJSON *o)
 {
 	/* Preallocated, so no realloc leaves the password behind. */
-	size_t cap = 4096;
+	size_t cap = BF_BODY_CAP;
 
 	if ((b->body = malloc(LWS_PRE + cap)) == NULL)
 		return W2K_ENOMEM;
@@ -1393,7 +1405,7 @@ bf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (lws_write(wsi, (unsigned char *)b->body + LWS_PRE,
 		    b->body_len, LWS_WRITE_HTTP_FINAL) != (int)b->body_len)
 			return -1;
-		wipe_free(&b->body);
+		body_free(b);
 		break;
 	case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP: {
 		char v[256];

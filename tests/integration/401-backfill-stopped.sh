@@ -26,7 +26,7 @@ wait_for 60 all_calls_on_kafka || true
 cdr_check "daemon stopped"
 [ "$CDR_MADE" -eq 60 ] || fail "made $CDR_MADE calls, not 60"
 [ "$CDR_REST" -ge 20 ] || fail "only $CDR_REST calls from REST"
-[ "$CDR_LIVE" -ge 20 ] || fail "only $CDR_LIVE calls live"
+[ "$CDR_LIVE" -ge 10 ] || fail "only $CDR_LIVE calls live"
 ok "60 calls, each on Kafka exactly once; those made while stopped came from REST"
 # A REST record as the contract has it: a call_cdr keyed
 # <tenant_id>:<session_id>, WSI names and value sets, time = ended_time.
