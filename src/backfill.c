@@ -40,6 +40,7 @@
 #define BF_STATE_MAX		(64 * 1024 * 1024)
 #define BF_KEY_SEP		'\x1f'
 #define BF_BODY_CAP		4096	/* a sign-in body, printed */
+#define BF_SAVE_US		(5LL * 1000 * 1000)
 
 /* ---- a set of strings (open addressing) ------------------------------ */
 
@@ -150,13 +151,14 @@ struct backfill {
 	char			*tenant;	/* cfg's, or learned */
 	bool			 dirty, gaps_dirty, pruned_dirty;
 	int64_t			 saved_live;
+	int64_t			 saved_at_us;	/* mono: the last save */
 
 	/* the index of live CDRs, oldest first (a ring) */
 	struct live_ent		*idx;
 	size_t			 idx_head, idx_n, idx_cap;
 	struct strset		 idx_set;	/* keys of idx */
 	bool			 idx_pruned;	/* idx_set must be rebuilt */
-	bool			 idx_full_logged;
+	bool			 idx_full_logged, tenant_logged;
 
 	/* the gap being read */
 	bool			 working;
@@ -576,6 +578,7 @@ state_save(struct backfill *b)
 		    b->journal_path, strerror(errno));
 	b->dirty = b->gaps_dirty = b->pruned_dirty = false;
 	b->saved_live = b->last_live;
+	b->saved_at_us = w2k_mono_us();
 	return 0;
 }
 
@@ -808,8 +811,11 @@ gap_begin(struct backfill *b)
 	if (b->ngaps == 0 || b->gaps[0].to > now)
 		return false;
 	if (b->tenant == NULL) {
-		log_debug("pbx %s: backfill: waiting for a live event to learn "
-		    "the tenant id", b->pc->name);
+		if (!b->tenant_logged)
+			log_warn("pbx %s: backfill: a gap waits until the tenant "
+			    "id is known: from the first live CDR, or set "
+			    "backfill.tenant_id", b->pc->name);
+		b->tenant_logged = true;
 		return false;
 	}
 	b->cur = b->gaps[0];
@@ -1512,7 +1518,15 @@ tick_cb(lws_sorted_usec_list_t *sul)
 	b->live = live;
 	b->stats.gap_open_s = b->open_from != 0 ? now - b->open_from : 0;
 	idx_prune(b);
-	if (b->gaps_dirty || b->pruned_dirty || b->last_live != b->saved_live)
+	/*
+	 * Gaps are saved at once; the last live time (and a pruned index)
+	 * every BF_SAVE_US: a crash then makes the next gap start up to that
+	 * much earlier, well inside its margin, and the journal keeps every
+	 * live CDR in between.
+	 */
+	if (b->gaps_dirty || ((b->pruned_dirty ||
+	    b->last_live != b->saved_live) &&
+	    w2k_mono_us() - b->saved_at_us >= BF_SAVE_US))
 		(void)state_save(b);
 	if (!b->working && b->ngaps > 0)
 		work_kick(b);

@@ -7,6 +7,11 @@
  *          [--flood N] [--rate EPS] [--tenants N] [--idle-close S]
  *          [--client-ca FILE] [--log-time] [--tls-max VERSION]
  *          [--refuse-topic TOPIC]
+ *          [--calls N] [--calls-every MS] [--calls-wait-sub]
+ *          [--drop-at-call N --down-calls M] [--rest-port-file FILE]
+ *          [--rest-token-ttl S] [--rest-legacy] [--rest-no-calllogs]
+ *          [--rest-shift] [--rest-chaos PCT] [--rest-revoke-every N]
+ *          [--seed N]      (calls and the REST API: see "calls + REST")
  *
  * A test buddy for the integration tests, the demo and the benchmarks: it
  * plays the PBX side of shared/reference/portsip-wsi.md (§1-§3, payloads of
@@ -2952,6 +2957,13 @@ usage(FILE *fp)
 	    " [--idle-close S]\n"
 	    "              [--client-ca FILE] [--log-time]"
 	    " [--tls-max 1.0|1.1|1.2|1.3] [--refuse-topic TOPIC]\n"
+	    "              [--calls N] [--calls-every MS] [--calls-wait-sub]"
+	    " [--drop-at-call N]\n"
+	    "              [--down-calls M] [--rest-port-file FILE]"
+	    " [--rest-token-ttl S]\n"
+	    "              [--rest-legacy] [--rest-no-calllogs] [--rest-shift]"
+	    " [--rest-chaos PCT]\n"
+	    "              [--rest-revoke-every N] [--seed N]\n"
 	    "defaults: --port 0 (kernel's choice, 127.0.0.1 only) --path /wsi"
 	    " --user admin\n"
 	    "          --password secret --subs 1 --tenants 4\n");
