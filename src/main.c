@@ -54,6 +54,10 @@ struct daemon {
 	struct backfill		**bf;		/* parallel to pbx; NULL
 						   entries: no backfill */
 	struct backfill_env	 bf_env;
+	char			*bf_dir;	/* the spool dir the daemon
+						   started with (a reload frees
+						   the cfg; spool settings
+						   apply at the next start) */
 	struct svc		*svc;
 	struct metrics_src	 msrc;		/* what /metrics reads */
 	struct http		*http;		/* NULL: http.listen unset */
@@ -378,7 +382,9 @@ daemon_start(struct daemon *d, bool dry_run)
 	d->pbx_env.observe = observe_record;
 	d->pbx_env.observe_ctx = d;
 	d->bf_env.context = d->context;
-	d->bf_env.state_dir = d->cfg->spool.dir;
+	if ((d->bf_dir = strdup(d->cfg->spool.dir)) == NULL)
+		return W2K_ENOMEM;
+	d->bf_env.state_dir = d->bf_dir;
 	d->bf_env.routes = &d->pbx_env.routes;
 	d->bf_env.dead_letter_topic = &d->pbx_env.dead_letter_topic;
 	d->bf_env.emit = d->pbx_env.emit;
@@ -672,6 +678,7 @@ daemon_free(struct daemon *d)
 		backfill_free(d->bf[i]);
 	}
 	free(d->bf);
+	free(d->bf_dir);
 	/* Sessions before the context: pbx_free() detaches live wsis. */
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
 		pbx_free(d->pbx[i]);
