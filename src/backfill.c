@@ -1293,8 +1293,10 @@ req_start(struct backfill *b, enum req_kind k)
 	i.alpn = "http/1.1";
 	i.opaque_user_data = b;
 	i.pwsi = &b->wsi;
+	/* A redirect would take the token to wherever it points. */
+	i.ssl_connection = LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
 	if (bc->url.tls) {
-		i.ssl_connection = LCCSCF_USE_SSL;
+		i.ssl_connection |= LCCSCF_USE_SSL;
 		if (!b->pc->tls.verify)
 			i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
 			    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
