@@ -29,6 +29,7 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define BF_TICK_US		(1000 * 1000)
 #define BF_REQ_TIMEOUT_S	30
@@ -187,6 +188,7 @@ struct backfill {
 	size_t			 resp_len, resp_cap;
 	bool			 resp_over, completed;
 	int			 status;
+	char			 conn_err[200];	/* the last connect error */
 	int64_t			 retry_after_s;
 	int64_t			 next_req_us;	/* mono: rate limit */
 	int64_t			 req_start_us;
@@ -1041,7 +1043,7 @@ req_done(struct backfill *b)
 	enum req_kind k = b->kind;
 	int st = b->status;
 	struct restmap_token t;
-	char what[160];
+	char what[400];
 
 	b->stats.requests[status_class(st)]++;
 	b->nreq++;
@@ -1050,9 +1052,16 @@ req_done(struct backfill *b)
 	if (b->stopping)
 		return;
 	if (st == 0 || st == 429 || st >= 500 || b->resp_over) {
-		snprintf(what, sizeof(what), "%s: %s", kind_name(k), st == 0 ?
-		    "no answer" : b->resp_over ? "answer too large" :
-		    st == 429 ? "429 Too Many Requests" : "server error");
+		snprintf(what, sizeof(what), "%s: %s%s%s", kind_name(k),
+		    st == 0 ? "no answer from " : b->resp_over ?
+		    "answer too large" : st == 429 ? "429 Too Many Requests" :
+		    "server error", st == 0 ? b->pc->backfill.url.text : "",
+		    "");
+		if (st == 0 && b->conn_err[0] != '\0') {
+			size_t l = strlen(what);
+
+			snprintf(what + l, sizeof(what) - l, " (%s)", b->conn_err);
+		}
 		if (st >= 500)
 			snprintf(what, sizeof(what), "%s: HTTP %d",
 			    kind_name(k), st);
@@ -1199,6 +1208,7 @@ req_clear(struct backfill *b)
 	b->resp_len = b->resp_cap = 0;
 	b->resp_over = b->completed = false;
 	b->status = 0;
+	b->conn_err[0] = '\0';
 	b->retry_after_s = 0;
 }
 
@@ -1451,13 +1461,27 @@ bf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		lws_set_opaque_user_data(wsi, NULL);
 		req_done(b);
 		return -1;	/* no keep-alive: one request, one connection */
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		log_debug("pbx %s: backfill: connection to %s failed: %.*s",
-		    b->pc->name, b->pc->backfill.url.text,
-		    in ? (int)len : 0, in ? (const char *)in : "");
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+		/*
+		 * lws 4.1 says no more than "connect SSL err 1" of a refused
+		 * certificate; the SSL object still knows why (as pbx.c).
+		 */
+		SSL *ssl = lws_get_ssl(wsi);
+		long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+		if (vr != X509_V_OK)
+			snprintf(b->conn_err, sizeof(b->conn_err), "certificate "
+			    "verify failed: %s", X509_verify_cert_error_string(vr));
+		else
+			snprintf(b->conn_err, sizeof(b->conn_err), "%.*s",
+			    in ? (int)len : 0, in ? (const char *)in : "");
+		for (char *c = b->conn_err; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+				*c = '?';
 		lws_set_opaque_user_data(wsi, NULL);
 		req_end(b, wsi);
 		break;
+	}
 	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 	case LWS_CALLBACK_WSI_DESTROY:
 		lws_set_opaque_user_data(wsi, NULL);

@@ -186,7 +186,7 @@ static struct opts {
 	/* calls and REST (see "calls + REST") */
 	unsigned long long calls, calls_every, drop_at, down_calls;
 	int		 calls_wait_sub;
-	const char	*rest_port_file;
+	const char	*rest_port_file, *rest_cert, *rest_key;
 	unsigned long long token_ttl, revoke_every, seed;
 	int		 rest_legacy, rest_no_calllogs, rest_shift;
 	uint64_t	 chaos;
@@ -1835,7 +1835,8 @@ static const struct lws_protocols protocols[] = {
  * while. Logged DOWN and UP.
  *
  * --rest-port-file FILE serves the REST API of portsip-rest-cdr.md over
- * HTTPS on a port of its own (same certificate), written to FILE:
+ * HTTPS on a port of its own (same certificate, or --rest-cert/--rest-key),
+ * written to FILE:
  *   POST /api/auth/sign_in {username,password,domain} → {token_type,
  *     access_token, refresh_token, expires_in} (--rest-token-ttl S, default
  *     3600); POST /api/auth/refresh_token {refresh_token}; a token past
@@ -2963,7 +2964,8 @@ usage(FILE *fp)
 	    " [--rest-token-ttl S]\n"
 	    "              [--rest-legacy] [--rest-no-calllogs] [--rest-shift]"
 	    " [--rest-chaos PCT]\n"
-	    "              [--rest-revoke-every N] [--seed N]\n"
+	    "              [--rest-revoke-every N] [--seed N]"
+	    " [--rest-cert FILE --rest-key FILE]\n"
 	    "defaults: --port 0 (kernel's choice, 127.0.0.1 only) --path /wsi"
 	    " --user admin\n"
 	    "          --password secret --subs 1 --tenants 4\n");
@@ -3007,6 +3009,8 @@ parse_args(int argc, char **argv)
 		{ "rest-chaos", required_argument, NULL, 1011 },
 		{ "rest-revoke-every", required_argument, NULL, 1012 },
 		{ "seed", required_argument, NULL, 1013 },
+		{ "rest-cert", required_argument, NULL, 1014 },
+		{ "rest-key", required_argument, NULL, 1015 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -3102,6 +3106,8 @@ parse_args(int argc, char **argv)
 			if (parse_ull(optarg, 1, 1000000, &opt.revoke_every))
 				goto bad;
 			break;
+		case 1014: opt.rest_cert = optarg; break;
+		case 1015: opt.rest_key = optarg; break;
 		case 1013:
 			if (parse_ull(optarg, 1, ULLONG_MAX, &opt.seed))
 				goto bad;
@@ -3231,8 +3237,9 @@ main(int argc, char **argv)
 		ri.protocols = rest_protocols;
 		ri.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 		    LWS_SERVER_OPTION_DISABLE_IPV6;
-		ri.ssl_cert_filepath = opt.cert;
-		ri.ssl_private_key_filepath = opt.key;
+		ri.ssl_cert_filepath = opt.rest_cert ? opt.rest_cert : opt.cert;
+		ri.ssl_private_key_filepath = opt.rest_key ? opt.rest_key :
+		    opt.key;
 		ri.alpn = "http/1.1";
 		if ((rv = lws_create_vhost(ctx, &ri)) == NULL ||
 		    (rport = lws_get_vhost_listen_port(rv)) <= 0 ||
