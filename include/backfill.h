@@ -22,10 +22,12 @@
  * covers both margins, so a call is published once: live or from REST.
  *
  * Persistence, beside the spool (<spool.dir>/backfill-<pbx>.state, a small
- * JSON file rewritten as tmp + fsync + rename): the last live time, the
- * gaps not yet read, the learned tenant id and the index of live CDRs (with
- * an append-only journal, backfill-<pbx>.journal, written before the live
- * record goes to the spool, so a SIGKILL loses no entry). A crash or a stop
+ * JSON file rewritten as tmp + fsync + rename by a writer thread, so that
+ * no fsync runs on the event loop): the last live time, the gaps not yet
+ * read, the learned tenant id and the index of live CDRs (with an
+ * append-only journal, backfill-<pbx>.journal, written before the live
+ * record goes to the spool, so a SIGKILL loses no entry; rotated to
+ * .journal.old at each snapshot, removed once the snapshot is durable). A crash or a stop
  * therefore loses no gap; a gap interrupted is read again from its start
  * (the same rows give the same record ids).
  *

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,8 +138,21 @@ struct backfill {
 	struct pbx		*p;	/* borrowed */
 	const struct backfill_env *env;	/* borrowed */
 	struct lws_vhost	*vhost;
-	char			*state_path, *journal_path;
+	char			*state_path, *journal_path, *journal_old;
 	int			 journal_fd;
+	/*
+	 * The writer thread: the loop hands it a snapshot of the state (the
+	 * JSON text) and it writes tmp + fsync + rename + fsync(dir), so no
+	 * fsync ever runs on the event loop. At each snapshot the loop
+	 * renames the journal to journal_old and starts a new one; the
+	 * thread removes journal_old once a snapshot holding its entries is
+	 * durable and no newer one is waiting.
+	 */
+	pthread_t		 wr_thread;
+	pthread_mutex_t		 wr_mu;
+	pthread_cond_t		 wr_cv;
+	char			*wr_text;	/* pending snapshot, owned */
+	bool			 wr_quit, wr_running, wr_busy, wr_init;
 	bool			 stopping, started, killed;
 	uint64_t		 connects;	/* the session's, last tick */
 	lws_sorted_usec_list_t	 sul_tick, sul_work;
@@ -542,16 +556,80 @@ write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* The writer thread's one job: a snapshot on disk, durably. */
+static int
+state_write(const char *path, const char *text)
+{
+	char tmp[4096], dir[4096], *slash;
+	int fd, dfd, r = W2K_EIO;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0 && write_all(fd, text, strlen(text)) == 0 &&
+	    fsync(fd) == 0 && close(fd) == 0) {
+		fd = -1;
+		if (rename(tmp, path) == 0)
+			r = 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (r == 0 && (slash = strrchr(dir, '/')) != NULL) {
+		*slash = '\0';
+		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			if (fsync(dfd) != 0)
+				r = W2K_EIO;
+			close(dfd);
+		}
+	}
+	return r;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct backfill *b = arg;
+	char *text;
+	int r;
+
+	pthread_mutex_lock(&b->wr_mu);
+	for (;;) {
+		while (b->wr_text == NULL && !b->wr_quit)
+			pthread_cond_wait(&b->wr_cv, &b->wr_mu);
+		if (b->wr_text == NULL)
+			break;		/* quit, nothing left to write */
+		text = b->wr_text;
+		b->wr_text = NULL;
+		b->wr_busy = true;
+		pthread_mutex_unlock(&b->wr_mu);
+		r = state_write(b->state_path, text);
+		if (r != 0)
+			log_err("backfill: cannot write %s: %s", b->state_path,
+			    strerror(errno));
+		free(text);
+		pthread_mutex_lock(&b->wr_mu);
+		b->wr_busy = false;
+		/* journal_old was rotated at this snapshot or before one
+		 * (see state_save()): its entries are on disk now. Not
+		 * written: it stays. */
+		if (r == 0)
+			(void)unlink(b->journal_old);
+		pthread_cond_broadcast(&b->wr_cv);
+	}
+	pthread_mutex_unlock(&b->wr_mu);
+	return NULL;
+}
+
 /*
- * tmp + fsync + rename, then the journal is emptied: its entries are in
- * the state now (a crash in between leaves them in both: a set, no harm).
+ * A snapshot for the writer thread. The journal is rotated with it: its
+ * entries are in the snapshot, and journal_old stays until a snapshot is
+ * durable (a crash before leaves both on disk: a set, no harm).
  */
 static int
 state_save(struct backfill *b)
 {
-	char tmp[4096], *text;
+	char *text;
 	cJSON *o;
-	int fd, r = W2K_EIO;
 
 	if ((o = state_json(b)) == NULL)
 		return W2K_ENOMEM;
@@ -559,29 +637,59 @@ state_save(struct backfill *b)
 	cJSON_Delete(o);
 	if (text == NULL)
 		return W2K_ENOMEM;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", b->state_path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd >= 0 && write_all(fd, text, strlen(text)) == 0 &&
-	    fsync(fd) == 0 && close(fd) == 0) {
-		fd = -1;
-		if (rename(tmp, b->state_path) == 0)
-			r = 0;
+	/*
+	 * Rotated under the lock, and only when no journal_old is left: one
+	 * that is still there belongs to a snapshot not yet on disk, and
+	 * must not be replaced. Its successor then keeps growing; its
+	 * entries are in this snapshot too (a set: repeats do no harm). So
+	 * a journal_old always predates the snapshot the writer finishes,
+	 * which may then remove it.
+	 */
+	if (b->wr_running)
+		pthread_mutex_lock(&b->wr_mu);
+	if (b->journal_fd >= 0 && access(b->journal_old, F_OK) != 0) {
+		close(b->journal_fd);
+		if (rename(b->journal_path, b->journal_old) != 0)
+			log_warn("pbx %s: backfill: cannot rename %s: %s",
+			    b->pc->name, b->journal_path, strerror(errno));
+		b->journal_fd = open(b->journal_path, O_WRONLY | O_CREAT |
+		    O_APPEND | O_CLOEXEC, 0600);
+		if (b->journal_fd < 0)
+			log_err("pbx %s: backfill: cannot open %s: %s",
+			    b->pc->name, b->journal_path, strerror(errno));
 	}
-	if (fd >= 0)
-		close(fd);
-	free(text);
-	if (r != 0) {
-		log_err("pbx %s: backfill: cannot write %s: %s", b->pc->name,
-		    b->state_path, strerror(errno));
-		return r;
+	if (b->wr_running) {
+		free(b->wr_text);	/* superseded */
+		b->wr_text = text;
+		pthread_cond_signal(&b->wr_cv);
+		pthread_mutex_unlock(&b->wr_mu);
+	} else {
+		/* No thread (it could not start): write here, once. */
+		int r = state_write(b->state_path, text);
+
+		free(text);
+		if (r != 0)
+			log_err("pbx %s: backfill: cannot write %s: %s",
+			    b->pc->name, b->state_path, strerror(errno));
+		else
+			(void)unlink(b->journal_old);
 	}
-	if (b->journal_fd >= 0 && ftruncate(b->journal_fd, 0) != 0)
-		log_warn("pbx %s: backfill: cannot empty %s: %s", b->pc->name,
-		    b->journal_path, strerror(errno));
 	b->dirty = b->gaps_dirty = b->pruned_dirty = false;
 	b->saved_live = b->last_live;
 	b->saved_at_us = w2k_mono_us();
 	return 0;
+}
+
+/* Wait until every snapshot handed over is on disk (stop, free). */
+static void
+writer_drain(struct backfill *b)
+{
+	if (!b->wr_running)
+		return;
+	pthread_mutex_lock(&b->wr_mu);
+	while (b->wr_text != NULL || b->wr_busy)
+		pthread_cond_wait(&b->wr_cv, &b->wr_mu);
+	pthread_mutex_unlock(&b->wr_mu);
 }
 
 static char *
@@ -678,9 +786,12 @@ state_load(struct backfill *b)
 	cJSON_Delete(o);
 	free(text);
 
-	/* The journal: entries written since the state (a torn last line
-	 * is ignored). */
-	if ((text = read_file(b->journal_path, &len)) != NULL) {
+	/* The journals: entries written since the state (a torn last line
+	 * is ignored), the rotated one first. */
+	for (int j = 0; j < 2; j++) {
+		if ((text = read_file(j == 0 ? b->journal_old :
+		    b->journal_path, &len)) == NULL)
+			continue;
 		for (line = strtok_r(text, "\n", &save); line != NULL;
 		    line = strtok_r(NULL, "\n", &save)) {
 			char *f[4], *sp = NULL;
@@ -1637,7 +1748,19 @@ backfill_new(const struct cfg_pbx *pc, struct pbx *p,
 		b->journal_path = NULL;
 		goto nomem;
 	}
+	if (asprintf(&b->journal_old, "%s.old", b->journal_path) < 0) {
+		b->journal_old = NULL;
+		goto nomem;
+	}
 	state_load(b);
+	pthread_mutex_init(&b->wr_mu, NULL);
+	pthread_cond_init(&b->wr_cv, NULL);
+	b->wr_init = true;
+	if (pthread_create(&b->wr_thread, NULL, writer_main, b) == 0)
+		b->wr_running = true;
+	else
+		log_warn("pbx %s: backfill: no writer thread: the state is "
+		    "written on the event loop", pc->name);
 	b->journal_fd = open(b->journal_path, O_WRONLY | O_CREAT | O_APPEND |
 	    O_CLOEXEC, 0600);
 	if (b->journal_fd < 0)
@@ -1714,6 +1837,7 @@ backfill_stop(struct backfill *b)
 		    pbx_last_frame_us(b->p) / 1000000 > b->last_live)
 			b->last_live = pbx_last_frame_us(b->p) / 1000000;
 		(void)state_save(b);
+		writer_drain(b);	/* on disk before the process goes */
 	}
 }
 
@@ -1747,6 +1871,18 @@ backfill_free(struct backfill *b)
 		lws_set_opaque_user_data(b->wsi, NULL);
 	if (b->vhost != NULL && b->wsi == NULL && !b->killed)
 		lws_vhost_destroy(b->vhost);
+	if (b->wr_running) {
+		pthread_mutex_lock(&b->wr_mu);
+		b->wr_quit = true;
+		pthread_cond_signal(&b->wr_cv);
+		pthread_mutex_unlock(&b->wr_mu);
+		pthread_join(b->wr_thread, NULL);	/* writes what is left */
+	}
+	if (b->wr_init) {
+		pthread_mutex_destroy(&b->wr_mu);
+		pthread_cond_destroy(&b->wr_cv);
+	}
+	free(b->wr_text);
 	if (b->journal_fd >= 0)
 		close(b->journal_fd);
 	for (size_t i = 0; i < b->idx_n; i++)
@@ -1759,5 +1895,6 @@ backfill_free(struct backfill *b)
 	free(b->tenant);
 	free(b->state_path);
 	free(b->journal_path);
+	free(b->journal_old);
 	free(b);
 }

@@ -12,8 +12,9 @@ write_conf "$(backfill_conf)"
 start_daemon
 wait_for 30 call_made 30 || fail "calls did not start"
 kill -KILL "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null; DAEMON_PID=
-[ -s "$T/spool/backfill-hq.journal" ] || fail "no journal of live CDRs"
-ok "SIGKILL with live CDRs in the journal ($(wc -l <"$T/spool/backfill-hq.journal") since the last save)"
+nj=$(cat "$T/spool/backfill-hq.journal" "$T/spool/backfill-hq.journal.old" 2>/dev/null | wc -l)
+[ "$nj" -gt 0 ] || fail "no journal of live CDRs"
+ok "SIGKILL with live CDRs in the journal ($nj since the last durable state)"
 wait_for 30 call_made 50 || fail "calls stopped at $(calls_made)"
 start_daemon
 wait_for 60 calls_done || fail "the simulator did not finish its calls"
