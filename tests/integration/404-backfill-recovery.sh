@@ -12,7 +12,7 @@ echo "# seed $SEED (W2K_TEST_SEED=$SEED replays)"
 start_kmock $BF_TOPICS
 start_pbx_rest --calls 150 --calls-every 40 --calls-wait-sub --seed "$SEED" \
     --rest-token-ttl 2 --rest-chaos 25 --rest-revoke-every 9 --rest-shift
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTP_PORT=$(free_port)
 write_conf "$(RPS=20 backfill_conf)" "http = { listen = \"127.0.0.1:$HTTP_PORT\"; };"
 start_daemon
 wait_for 30 call_made 10 || fail "calls did not start"

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/backfill.sh"
 start_kmock $BF_TOPICS
 start_pbx_rest --calls 40 --calls-every 150 --calls-wait-sub
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTP_PORT=$(free_port)
 for variant in absent disabled; do
 	if [ $variant = absent ]; then
 		write_conf "" "http = { listen = \"127.0.0.1:$HTTP_PORT\"; };"

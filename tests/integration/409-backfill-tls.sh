@@ -9,7 +9,7 @@ certs
 start_kmock $BF_TOPICS
 start_pbx_rest --calls 40 --calls-every 100 --calls-wait-sub \
     --rest-cert "$CERTS/untrusted.pem" --rest-key "$CERTS/untrusted.key"
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTP_PORT=$(free_port)
 write_conf "$(backfill_conf)" "http = { listen = \"127.0.0.1:$HTTP_PORT\"; };"
 start_daemon
 wait_for 30 call_made 10 || fail "calls did not start"

@@ -69,3 +69,17 @@ gap_done() { [ "$(gap_lines)" -ge "${1:-1}" ]; }
 
 # test_pages N: the simulator has answered N CDR list requests.
 test_pages() { [ "$(grep -c '^LIST ' "$T/pbxsim.events")" -ge "$1" ]; }
+
+# gap_read_then_check LABEL [GAP_WAIT]: the simulator done, a gap read (up
+# to GAP_WAIT s, default 60), the records delivered; then cdr_check.
+gap_read_then_check() {
+	wait_for 60 calls_done || fail "the simulator did not finish its calls"
+	wait_for "${2:-60}" gap_done 1 || fail "no gap read: $(grep backfill "$T/daemon.log" | tail -n 5)"
+	wait_for 60 all_calls_on_kafka || true
+	cdr_check "$1"
+}
+
+# free_port: a TCP port free on 127.0.0.1 now (for http.listen).
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
