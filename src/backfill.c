@@ -185,7 +185,6 @@ struct backfill {
 	uint64_t		 rows, published, skipped_live, nreq;
 	bool			 use_cdrs;	/* /api/calllogs is 404 */
 	enum flavor		 flavor;
-	bool			 legacy_tried;
 
 	/* the token */
 	char			*token, *refresh;	/* secret */
@@ -1182,22 +1181,24 @@ req_done(struct backfill *b)
 	switch (k) {
 	case RQ_SIGNIN:
 	case RQ_LOGIN_POST:
-		if ((st == 404 || st == 405) &&
-		    (k == RQ_SIGNIN || !b->legacy_tried)) {
-			/* The other login of the two (v22.2.11 and later
-			 * have /api/auth/sign_in, older ones /api/login). */
-			b->flavor = k == RQ_SIGNIN ? FL_LEGACY : FL_SIGNIN;
-			if (k == RQ_SIGNIN)
-				b->legacy_tried = true;
-			else
-				b->legacy_tried = false;
-			log_info("pbx %s: backfill: %s answered %d: trying %s",
-			    b->pc->name, k == RQ_SIGNIN ?
-			    "/api/auth/sign_in" : "/api/login", st, k ==
-			    RQ_SIGNIN ? "/api/login (before v22.2.11)" :
-			    "/api/auth/sign_in");
-			work_schedule(b, k == RQ_SIGNIN ? 0 :
-			    backoff_next(&b->bo, false, bf_rand, b));
+		if ((st == 404 || st == 405) && k == RQ_SIGNIN) {
+			/* v22.2.11 and later have /api/auth/sign_in, older
+			 * ones /api/login: the answer tells which. */
+			b->flavor = FL_LEGACY;
+			log_info("pbx %s: backfill: /api/auth/sign_in answered "
+			    "%d: trying /api/login (before v22.2.11)",
+			    b->pc->name, st);
+			work_schedule(b, 0);
+			return;
+		}
+		if (st == 404 || st == 405) {
+			/* Neither: not the REST API. From the top, slowly. */
+			b->flavor = FL_SIGNIN;
+			log_err("pbx %s: backfill: neither /api/auth/sign_in "
+			    "nor /api/login at %s (HTTP %d): is backfill.url "
+			    "the REST API (https://HOST:8887/api)?",
+			    b->pc->name, b->pc->backfill.url.text, st);
+			work_schedule(b, backoff_next(&b->bo, true, bf_rand, b));
 			return;
 		}
 		if (st != 200 && st != 201) {
