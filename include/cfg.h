@@ -44,6 +44,26 @@ struct cfg_tls {
 	char	*key_file;	/* its key; set iff cert_file is */
 };
 
+/*
+ * CDR backfill over the PBX's REST API (contract §4, §10). Only meaningful
+ * when enabled; every other field then holds a value (defaults applied).
+ */
+struct cfg_backfill {
+	bool		 enabled;	/* default false */
+	char		*url_text;	/* as written; NULL: derived */
+	struct cfg_url	 url;		/* https://host:port/api (path kept
+					   without a trailing '/') */
+	char		*username;	/* default: the PBX's login */
+	char		*password;	/* secret: never log; wiped on free */
+	char		*password_file;	/* NULL when inline or inherited */
+	char		*domain;	/* default: the PBX's domain */
+	char		*tenant_id;	/* NULL: learned from live events */
+	int64_t		 max_call_duration; /* s, default 4 h */
+	int64_t		 max_gap;	/* s, default 7 d */
+	double		 requests_per_second; /* default 5 */
+	int		 line;		/* where the block starts */
+};
+
 struct cfg_pbx {
 	char		*name;		/* [a-z0-9_.-]{1,64}, unique */
 	struct cfg_url	*urls;		/* failover order */
@@ -64,6 +84,7 @@ struct cfg_pbx {
 	double		 backoff_initial; /* s, default 1.0 */
 	double		 backoff_max;	/* s, default 60.0 */
 	uint64_t	 max_frame;	/* bytes, default 4 MiB */
+	struct cfg_backfill backfill;
 	int		 line;		/* where the entry starts, for messages */
 };
 
@@ -200,6 +221,16 @@ bool cfg_pbx_equal(const struct cfg_pbx *a, const struct cfg_pbx *b);
  * @returns 0 and *out, or W2K_EINVAL.
  */
 int cfg_parse_size(const char *s, uint64_t *out);
+
+/**
+ * @brief Parse a duration: plain seconds, or an integer with s, m, h or d,
+ *        e.g. "4h", "7d". Overflow-checked.
+ * @returns 0 and *out (seconds), or W2K_EINVAL.
+ */
+int cfg_parse_duration(const char *s, int64_t *out);
+
+/** @returns whether the PBX subscribes to cdr_events or global_cdr_events. */
+bool cfg_pbx_has_cdr_sub(const struct cfg_pbx *p);
 
 /**
  * @brief Every key of the schema as a dotted path ("pbx.backoff.initial"),

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backfill.h"
 #include "ksink.h"
 #include "pbx.h"
 #include "spool.h"
@@ -66,6 +67,15 @@ struct metrics_src {
 	const struct spool	*sp;	/* NULL: no spool (dry run): spool
 					   metrics are 0 */
 	int64_t			 start_us; /* process start, µs since epoch */
+	struct backfill *const	*bf;	/* CDR backfills; entries may be
+					   NULL (PBX without backfill) */
+	size_t			 nbf;
+};
+
+/* One PBX's CDR backfill, as the renderer sees it. */
+struct metrics_bf {
+	const char		*name;	/* the PBX's, borrowed */
+	const struct backfill_stats *st;	/* borrowed */
 };
 
 /* One session, as the renderer sees it. */
@@ -85,6 +95,8 @@ struct metrics_view {
 	const struct ksink_stats *ks;	/* NULL: no Kafka (dry run) */
 	const struct spool_stats *spool; /* NULL: rendered as 0 */
 	int64_t			  now_us;	/* for ages */
+	const struct metrics_bf	 *bf;	/* backfills; none: not rendered */
+	size_t			  nbf;
 	int64_t			  start_us;
 	uint64_t		  rss_bytes;	/* 0 when unknown */
 };

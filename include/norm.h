@@ -74,6 +74,11 @@ struct norm_frame {
 	bool		 too_large;	/* the frame exceeded the size limit;
 					   data holds its beginning */
 	int64_t		 received_us;	/* frame receipt, µs since the epoch */
+	const char	*rest_row_id;	/* NULL for a WSI frame; else the
+					   frame is a CDR read back over REST
+					   (restmap.h), this its row id,
+					   borrowed: "source":"rest" and the
+					   id of contract §10 */
 };
 
 struct norm_result {

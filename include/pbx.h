@@ -80,6 +80,14 @@ enum pbx_disc {
  */
 typedef int pbx_emit_fn(void *ctx, const struct record *rec);
 
+struct pbx;
+/**
+ * Sees every event record of a session just before emit() does (the
+ * backfill's index of live CDRs must hold a CDR before the spool does).
+ * rec is borrowed for the call.
+ */
+typedef void pbx_observe_fn(void *ctx, struct pbx *p, const struct record *rec);
+
 struct pbx_env {
 	struct lws_context	*context;	/* borrowed */
 	const struct route_table *routes;	/* borrowed; may be swapped
@@ -87,6 +95,8 @@ struct pbx_env {
 	const char		*dead_letter_topic; /* borrowed, likewise */
 	pbx_emit_fn		*emit;
 	void			*emit_ctx;
+	pbx_observe_fn		*observe;	/* NULL: none */
+	void			*observe_ctx;
 };
 
 /* Dead-letter reasons counted per session: a fixed set (metric labels). */
@@ -163,6 +173,16 @@ const struct cfg_sub *pbx_subs(const struct pbx *p);
 /** @returns their states, parallel to pbx_subs(), borrowed: valid until
  *  the next event-loop turn. */
 const enum pbx_sub_state *pbx_sub_states(const struct pbx *p);
+
+/**
+ * @returns whether CDRs arrive live now: the session is subscribed and a
+ *          cdr_events or global_cdr_events subscription is active.
+ */
+bool pbx_cdr_live(const struct pbx *p);
+
+/** @returns when the last complete frame arrived (µs since the epoch; 0
+ *  before the first). */
+int64_t pbx_last_frame_us(const struct pbx *p);
 
 /** @returns how many subscriptions are rejected now. */
 size_t pbx_subs_rejected(const struct pbx *p);

@@ -90,6 +90,7 @@ enum ktype {
 	K_INT,		/* int, min..max */
 	K_FLOAT,	/* double, fmin..fmax; integer literals accepted */
 	K_SIZE,		/* uint64_t: "4M" or an integer, min..max */
+	K_DURATION,	/* int64_t seconds: "4h" or an integer, min..max */
 	K_ENUM,		/* int, one of names[] */
 	K_LOGLEVEL,	/* enum log_level, through log_level_parse() */
 	K_PROPS,	/* kafka.properties: scalars handed to librdkafka */
@@ -124,9 +125,12 @@ struct key {
 };
 
 static void	pbx_post(struct loader *, const config_setting_t *, void *);
+static void	backfill_post(struct loader *, const config_setting_t *,
+		    struct cfg_pbx *, const char *);
 static const char *check_name(const char *);
 static const char *check_topic(const char *);
 static const char *check_listen(const char *);
+static const char *check_tenant(const char *);
 
 static const struct enum_name fsync_names[] = {
 	{ "batch", CFG_FSYNC_BATCH },
@@ -209,6 +213,29 @@ static const struct key schema[] = {
 	    .fmin = 0, .fmax = 86400, .off = OFF(cfg_pbx, backoff_max) },
 	{ "pbx.max_frame", K_SIZE, 0, "4M", KIB, 256 * MIB,
 	    .off = OFF(cfg_pbx, max_frame) },
+	{ "pbx.backfill", K_GROUP, 0, .def = NULL },
+	{ "pbx.backfill.enabled", K_BOOL, 0, "false",
+	    .off = OFF(cfg_pbx, backfill.enabled) },
+	{ "pbx.backfill.url", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg_pbx, backfill.url_text) },
+	{ "pbx.backfill.username", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg_pbx, backfill.username) },
+	{ "pbx.backfill.password", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg_pbx, backfill.password) },
+	{ "pbx.backfill.password_file", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg_pbx, backfill.password_file) },
+	{ "pbx.backfill.domain", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg_pbx, backfill.domain) },
+	{ "pbx.backfill.tenant_id", K_STRING, KF_NONEMPTY,
+	    .off = OFF(cfg_pbx, backfill.tenant_id), .check = check_tenant },
+	/* REST queries span at most 5 years (portsip-rest-cdr §2). */
+	{ "pbx.backfill.max_call_duration", K_DURATION, 0, "4h", 60,
+	    INT64_C(7) * 86400, .off = OFF(cfg_pbx, backfill.max_call_duration) },
+	{ "pbx.backfill.max_gap", K_DURATION, 0, "7d", 60,
+	    INT64_C(365) * 86400, .off = OFF(cfg_pbx, backfill.max_gap) },
+	{ "pbx.backfill.requests_per_second", K_FLOAT, KF_FMIN_OPEN, "5",
+	    .fmin = 0, .fmax = 1000,
+	    .off = OFF(cfg_pbx, backfill.requests_per_second) },
 
 	{ "kafka", K_GROUP, KF_REQUIRED, .def = NULL },
 	{ "kafka.brokers", K_STRING, KF_REQUIRED | KF_NONEMPTY,
@@ -838,6 +865,15 @@ hostport_parse(const char *s, size_t len, char **host, int *port)
 	return NULL;
 }
 
+/* A tenant id as PortSIP writes them: decimal digits. */
+static const char *
+check_tenant(const char *s)
+{
+	if (strspn(s, "0123456789") != strlen(s) || strlen(s) > 20)
+		return "must be a tenant id: up to 20 decimal digits";
+	return NULL;
+}
+
 static const char *
 check_listen(const char *s)
 {
@@ -1015,6 +1051,13 @@ apply_defaults(struct loader *ld, const char *owner, void *obj)
 			if (cfg_parse_size(k->def, &size) == 0)
 				memcpy(dst, &size, sizeof(size));
 			break;
+		case K_DURATION: {
+			int64_t secs;
+
+			if (cfg_parse_duration(k->def, &secs) == 0)
+				memcpy(dst, &secs, sizeof(secs));
+			break;
+		}
 		case K_ENUM:
 			if (enum_find(k->names, k->def, &ev) == 0)
 				memcpy(dst, &ev, sizeof(ev));
@@ -1054,6 +1097,10 @@ range_text(const struct key *k, char *buf, size_t len)
 		fmt_size((uint64_t)k->min, lo, sizeof(lo));
 		fmt_size((uint64_t)k->max, hi, sizeof(hi));
 		snprintf(buf, len, "must be %s..%s", lo, hi);
+		break;
+	case K_DURATION:
+		snprintf(buf, len, "must be %llds..%llds", (long long)k->min,
+		    (long long)k->max);
 		break;
 	default:
 		snprintf(buf, len, "must be %lld..%lld", (long long)k->min,
@@ -1193,6 +1240,32 @@ load_scalar(struct loader *ld, const config_setting_t *s, const struct key *k,
 			report(ld, s, "%s", range);
 		else
 			memcpy(dst, &size, sizeof(size));
+		return;
+	}
+	case K_DURATION: {
+		int64_t secs;
+
+		if (t == CONFIG_TYPE_STRING) {
+			if (cfg_parse_duration(config_setting_get_string(s),
+			    &secs) != 0) {
+				report(ld, s, "not a duration: a number of "
+				    "seconds with an optional s, m, h or d "
+				    "suffix, e.g. \"90s\", \"4h\", \"7d\"");
+				return;
+			}
+		} else if (is_int) {
+			if (read_int(ld, s, &iv, range) != 0)
+				return;
+			secs = iv;
+		} else {
+			report(ld, s, "must be a duration such as \"4h\" or "
+			    "a number of seconds, not %s", type_name(t));
+			return;
+		}
+		if (secs < k->min || secs > k->max)
+			report(ld, s, "%s", range);
+		else
+			memcpy(dst, &secs, sizeof(secs));
 		return;
 	}
 	case K_ENUM: {
@@ -1649,6 +1722,149 @@ nearest(const config_setting_t *e, const char *p1, const char *p2)
 	return s;
 }
 
+bool
+cfg_pbx_has_cdr_sub(const struct cfg_pbx *p)
+{
+	for (size_t i = 0; i < p->nsubs; i++)
+		for (size_t j = 0; j < p->subs[i].topics.n; j++)
+			if (strcmp(p->subs[i].topics.v[j], "cdr_events") == 0 ||
+			    strcmp(p->subs[i].topics.v[j],
+			    "global_cdr_events") == 0)
+				return true;
+	return false;
+}
+
+/*
+ * pbx.backfill (contract §4, §10): the REST URL (https://, or http:// with
+ * insecure = true; default: the first WSI URL's host and port, path /api),
+ * the REST login (default: the WSI login), and what must hold for it to
+ * work at all. Only checked when enabled: a disabled block changes nothing.
+ */
+static void
+backfill_post(struct loader *ld, const config_setting_t *g, struct cfg_pbx *p,
+    const char *path)
+{
+	struct cfg_backfill *bf = &p->backfill;
+	const config_setting_t *s, *u, *pw, *pf;
+	char sub[PATH_LEN + 32];
+	bool nomem = false;
+
+	bf->line = (int)config_setting_source_line(g);
+	if (!bf->enabled)
+		return;
+	if (!cfg_pbx_has_cdr_sub(p)) {
+		snprintf(sub, sizeof(sub), "%s.backfill.enabled", path);
+		s = config_setting_get_member(g, "enabled");
+		report_at(ld, s ? s : g, sub, "needs a cdr_events or "
+		    "global_cdr_events subscription (backfill reads the CDRs "
+		    "of its gaps)");
+	}
+	if ((u = config_setting_get_member(g, "url")) != NULL) {
+		const char *why = NULL;
+		const char *t = bf->url_text;
+		char *ws = NULL;
+
+		/* url_parse() speaks ws(s)://: map http(s):// onto it. */
+		if (t == NULL)
+			return;		/* reported by load_scalar() */
+		if (strncasecmp(t, "https://", 8) == 0) {
+			if (asprintf(&ws, "wss://%s", t + 8) < 0)
+				ws = NULL;
+		} else if (strncasecmp(t, "http://", 7) == 0) {
+			if (asprintf(&ws, "ws://%s", t + 7) < 0)
+				ws = NULL;
+		} else {
+			why = "must start with https:// (or http:// with "
+			    "insecure = true)";
+		}
+		if (why == NULL && ws == NULL) {
+			ld->nomem = true;
+			return;
+		}
+		if (why == NULL)
+			why = url_parse(ws, &bf->url, &nomem);
+		free(ws);
+		if (nomem) {
+			ld->nomem = true;
+			return;
+		}
+		if (why == NULL && !bf->url.tls && !p->insecure) {
+			why = "http:// is only allowed with insecure = true; "
+			    "use https://";
+			url_clear(&bf->url);
+		}
+		if (why != NULL) {
+			report(ld, u, "%s", why);
+			return;
+		}
+		free(bf->url.text);
+		bf->url.text = xstrdup(ld, t);
+	} else if (p->nurls > 0) {
+		const struct cfg_url *w = &p->urls[0];
+		bool v6 = strchr(w->host, ':') != NULL;
+
+		bf->url.tls = w->tls;
+		bf->url.port = w->port;
+		bf->url.host = xstrdup(ld, w->host);
+		bf->url.path = xstrdup(ld, "/api");
+		if (asprintf(&bf->url.text, "%s://%s%s%s:%d/api",
+		    w->tls ? "https" : "http", v6 ? "[" : "", w->host,
+		    v6 ? "]" : "", w->port) < 0) {
+			bf->url.text = NULL;
+			ld->nomem = true;
+		}
+	}
+	/* No trailing '/': endpoints are appended as "/auth/sign_in". */
+	if (bf->url.path != NULL) {
+		size_t l = strlen(bf->url.path);
+
+		while (l > 0 && bf->url.path[l - 1] == '/')
+			bf->url.path[--l] = '\0';
+	}
+
+	pw = config_setting_get_member(g, "password");
+	pf = config_setting_get_member(g, "password_file");
+	s = config_setting_get_member(g, "username");
+	if (pw != NULL && pf != NULL) {
+		report(ld, pf, "give either password or password_file, not "
+		    "both");
+	} else if (s == NULL && pw == NULL && pf == NULL) {
+		/* The WSI login, when it is allowed to read CDRs over REST. */
+		bf->username = xstrdup(ld, p->username ? p->username :
+		    p->extension_number);
+		if (p->password != NULL)
+			bf->password = xstrdup(ld, p->password);
+	} else if (s == NULL) {
+		snprintf(sub, sizeof(sub), "%s.backfill.username", path);
+		report_at(ld, pw ? pw : pf, sub, "missing (a REST password "
+		    "needs its username)");
+	} else if (pw == NULL && pf == NULL) {
+		snprintf(sub, sizeof(sub), "%s.backfill.password_file", path);
+		report_at(ld, s, sub, "missing (give password or "
+		    "password_file)");
+	} else if (pf != NULL && bf->password_file != NULL) {
+		read_secret(ld, pf, bf->password_file, &bf->password);
+	}
+	if (config_setting_get_member(g, "domain") == NULL && p->domain)
+		bf->domain = xstrdup(ld, p->domain);
+	/* A tenant_id written but refused was reported already. */
+	if (config_setting_get_member(g, "tenant_id") != NULL)
+		return;
+	if (bf->domain == NULL && bf->tenant_id == NULL) {
+		snprintf(sub, sizeof(sub), "%s.backfill.domain", path);
+		report_at(ld, g, sub, "missing: the REST login is a tenant's "
+		    "(a tenant admin reads its tenant's CDRs); give domain, "
+		    "and tenant_id when the WSI login is the system "
+		    "administrator's");
+	}
+	if (p->domain == NULL && bf->tenant_id == NULL) {
+		snprintf(sub, sizeof(sub), "%s.backfill.tenant_id", path);
+		report_at(ld, g, sub, "missing: with the system "
+		    "administrator's WSI login, live events mix tenants; name "
+		    "the REST login's tenant");
+	}
+}
+
 /* One pbx element, after its keys: what no single row can check. */
 static void
 pbx_post(struct loader *ld, const config_setting_t *e, void *obj)
@@ -1711,6 +1927,9 @@ pbx_post(struct loader *ld, const config_setting_t *e, void *obj)
 		s = nearest(e, "backoff", "max");
 		report_at(ld, s, sub, "must be >= backoff.initial (%s)", num);
 	}
+	if ((s = config_setting_get_member(e, "backfill")) != NULL &&
+	    config_setting_is_group(s))
+		backfill_post(ld, s, p, path);
 }
 
 /* The setting of pbx[i].name, for messages about it. */
@@ -2477,6 +2696,16 @@ pbx_clear(struct cfg_pbx *p)
 	free(p->tls.ca_file);
 	free(p->tls.cert_file);
 	free(p->tls.key_file);
+	url_clear(&p->backfill.url);
+	free(p->backfill.url_text);
+	free(p->backfill.username);
+	if (p->backfill.password != NULL)
+		explicit_bzero(p->backfill.password,
+		    strlen(p->backfill.password));
+	free(p->backfill.password);
+	free(p->backfill.password_file);
+	free(p->backfill.domain);
+	free(p->backfill.tenant_id);
 	for (size_t i = 0; i < p->nsubs; i++)
 		sub_clear(&p->subs[i]);
 	free(p->subs);
@@ -2530,6 +2759,17 @@ cfg_pbx_equal(const struct cfg_pbx *a, const struct cfg_pbx *b)
 	    a->backoff_initial != b->backoff_initial ||
 	    a->backoff_max != b->backoff_max || a->max_frame != b->max_frame)
 		return false;
+	if (a->backfill.enabled != b->backfill.enabled ||
+	    !str_eq(a->backfill.url.text, b->backfill.url.text) ||
+	    !str_eq(a->backfill.username, b->backfill.username) ||
+	    !str_eq(a->backfill.password, b->backfill.password) ||
+	    !str_eq(a->backfill.domain, b->backfill.domain) ||
+	    !str_eq(a->backfill.tenant_id, b->backfill.tenant_id) ||
+	    a->backfill.max_call_duration != b->backfill.max_call_duration ||
+	    a->backfill.max_gap != b->backfill.max_gap ||
+	    a->backfill.requests_per_second !=
+	    b->backfill.requests_per_second)
+		return false;
 	for (size_t i = 0; i < a->nurls; i++) {
 		const struct cfg_url *u = &a->urls[i], *v = &b->urls[i];
 
@@ -2550,11 +2790,18 @@ cfg_pbx_equal(const struct cfg_pbx *a, const struct cfg_pbx *b)
 	return true;
 }
 
-int
-cfg_parse_size(const char *s, uint64_t *out)
+/* A number with an optional unit suffix: "<digits>[unit]", each unit a
+ * multiplier; overflow past max refused. */
+struct unit {
+	char		 c;
+	uint64_t	 mul;
+};
+
+static int
+parse_units(const char *s, const struct unit *u, uint64_t max, uint64_t *out)
 {
 	unsigned long long v;
-	unsigned shift = 0;
+	uint64_t mul = 1;
 	char *end;
 
 	/* strtoull() would accept a sign and leading blanks. */
@@ -2564,16 +2811,44 @@ cfg_parse_size(const char *s, uint64_t *out)
 	v = strtoull(s, &end, 10);
 	if (errno != 0)
 		return W2K_EINVAL;
-	switch (*end) {
-	case 'K': case 'k':	shift = 10; end++; break;
-	case 'M': case 'm':	shift = 20; end++; break;
-	case 'G': case 'g':	shift = 30; end++; break;
-	case 'T': case 't':	shift = 40; end++; break;
-	default:		break;
-	}
-	if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
+	for (; u->c != '\0'; u++)
+		if (*end == u->c) {
+			mul = u->mul;
+			end++;
+			break;
+		}
+	if (*end != '\0' || v > max / mul)
 		return W2K_EINVAL;
-	*out = (uint64_t)v << shift;
+	*out = (uint64_t)v * mul;
+	return 0;
+}
+
+int
+cfg_parse_size(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{ 'K', UINT64_C(1) << 10 }, { 'k', UINT64_C(1) << 10 },
+		{ 'M', UINT64_C(1) << 20 }, { 'm', UINT64_C(1) << 20 },
+		{ 'G', UINT64_C(1) << 30 }, { 'g', UINT64_C(1) << 30 },
+		{ 'T', UINT64_C(1) << 40 }, { 't', UINT64_C(1) << 40 },
+		{ '\0', 1 },
+	};
+
+	return parse_units(s, units, UINT64_MAX, out);
+}
+
+int
+cfg_parse_duration(const char *s, int64_t *out)
+{
+	static const struct unit units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+		{ '\0', 1 },
+	};
+	uint64_t v;
+
+	if (parse_units(s, units, INT64_MAX, &v) != 0)
+		return W2K_EINVAL;
+	*out = (int64_t)v;
 	return 0;
 }
 

@@ -9,6 +9,7 @@
  * first) → flush Kafka for up to 10 s → free in reverse order, the spool
  * last (what is not delivered stays in it for the next start) → exit 0.
  */
+#include "backfill.h"
 #include "cfg.h"
 #include "http.h"
 #include "kcheck.h"
@@ -50,6 +51,13 @@ struct daemon {
 	struct spool		*sp;		/* NULL in --dry-run */
 	struct pbx		**pbx;
 	struct pbx_env		 pbx_env;
+	struct backfill		**bf;		/* parallel to pbx; NULL
+						   entries: no backfill */
+	struct backfill_env	 bf_env;
+	char			*bf_dir;	/* the spool dir the daemon
+						   started with (a reload frees
+						   the cfg; spool settings
+						   apply at the next start) */
 	struct svc		*svc;
 	struct metrics_src	 msrc;		/* what /metrics reads */
 	struct http		*http;		/* NULL: http.listen unset */
@@ -163,6 +171,33 @@ emit_print(void *ctx, const struct record *rec)
 	}
 	cJSON_Delete(o);
 	return 0;
+}
+
+/* A live record about to be emitted: its PBX's backfill indexes CDRs. */
+static void
+observe_record(void *ctx, struct pbx *p, const struct record *rec)
+{
+	struct daemon *d = ctx;
+
+	for (size_t i = 0; d->bf != NULL && i < d->cfg->npbx; i++)
+		if (d->pbx[i] == p && d->bf[i] != NULL)
+			backfill_observe(d->bf[i], rec);
+}
+
+/* The backfill of PBX i when its configuration enables one. */
+static int
+backfill_make(struct daemon *d, const struct cfg_pbx *pc, struct pbx *p,
+    struct backfill **out)
+{
+	*out = NULL;
+	if (!pc->backfill.enabled)
+		return 0;
+	if (d->sp == NULL) {
+		log_warn("pbx %s: backfill is off in a dry run (it keeps its "
+		    "state beside the spool)", pc->name);
+		return 0;
+	}
+	return backfill_new(pc, p, &d->bf_env, out);
 }
 
 /*
@@ -281,6 +316,12 @@ print_summary(const struct cfg *cfg)
 		    pc->nurls == 1 ? "" : "s", pc->urls[0].text,
 		    pc->nurls > 1 ? ", …" : "", pc->nsubs,
 		    pc->nsubs == 1 ? "" : "s", pc->tls.verify ? "on" : "OFF");
+		if (pc->backfill.enabled)
+			printf("  pbx %s: CDR backfill over %s as %s, gaps up to "
+			    "%" PRId64 " s, %g requests/s\n", pc->name,
+			    pc->backfill.url.text, pc->backfill.username,
+			    pc->backfill.max_gap,
+			    pc->backfill.requests_per_second);
 	}
 	printf("  kafka: brokers %s, %zu route%s, dead letters to %s\n",
 	    cfg->kafka.brokers, cfg->kafka.nroutes,
@@ -338,10 +379,24 @@ daemon_start(struct daemon *d, bool dry_run)
 	d->pbx_env.routes = d->routes;
 	d->pbx_env.dead_letter_topic = d->cfg->kafka.dead_letter_topic;
 
-	if ((d->pbx = calloc(d->cfg->npbx, sizeof(*d->pbx))) == NULL)
+	d->pbx_env.observe = observe_record;
+	d->pbx_env.observe_ctx = d;
+	d->bf_env.context = d->context;
+	if ((d->bf_dir = strdup(d->cfg->spool.dir)) == NULL)
+		return W2K_ENOMEM;
+	d->bf_env.state_dir = d->bf_dir;
+	d->bf_env.routes = &d->pbx_env.routes;
+	d->bf_env.dead_letter_topic = &d->pbx_env.dead_letter_topic;
+	d->bf_env.emit = d->pbx_env.emit;
+	d->bf_env.emit_ctx = d;
+
+	if ((d->pbx = calloc(d->cfg->npbx, sizeof(*d->pbx))) == NULL ||
+	    (d->bf = calloc(d->cfg->npbx, sizeof(*d->bf))) == NULL)
 		return W2K_ENOMEM;
 	for (size_t i = 0; i < d->cfg->npbx; i++)
-		if ((r = pbx_new(&d->cfg->pbx[i], &d->pbx_env, &d->pbx[i])) != 0)
+		if ((r = pbx_new(&d->cfg->pbx[i], &d->pbx_env, &d->pbx[i])) != 0 ||
+		    (r = backfill_make(d, &d->cfg->pbx[i], d->pbx[i],
+		    &d->bf[i])) != 0)
 			return r;
 
 	/* Bound before READY=1 (contract §9); a failure names the address. */
@@ -350,12 +405,17 @@ daemon_start(struct daemon *d, bool dry_run)
 	d->msrc.ks = d->ks;
 	d->msrc.sp = d->sp;
 	d->msrc.start_us = w2k_now_us();
+	d->msrc.bf = d->bf;
+	d->msrc.nbf = d->cfg->npbx;
 	if (d->cfg->http_listen != NULL && (r = http_new(d->context,
 	    d->cfg->http_listen, &d->msrc, &d->http)) != 0)
 		return r;
 
-	for (size_t i = 0; i < d->cfg->npbx; i++)
+	for (size_t i = 0; i < d->cfg->npbx; i++) {
 		pbx_start(d->pbx[i]);
+		if (d->bf[i] != NULL)
+			backfill_start(d->bf[i]);
+	}
 	timer_arm(d->timers, &d->tm_housekeeping, HOUSEKEEPING_US,
 	    housekeeping_cb);
 	return svc_new(d->context, status_text, d, &d->svc);
@@ -431,6 +491,7 @@ daemon_reload(struct daemon *d)
 	struct route_table *nr = NULL;
 	struct cfg *nc = NULL;
 	struct pbx **np = NULL, **stop = NULL;
+	struct backfill **nb = NULL;
 	size_t bad, nstop = 0, kept = 0, started = 0, idx;
 	int r;
 
@@ -448,6 +509,7 @@ daemon_reload(struct daemon *d)
 	(void)cfg_warnings(nc, NULL, NULL);
 	if (route_new(nc->kafka.routes, nc->kafka.nroutes, &nr, &bad) != 0 ||
 	    (np = calloc(nc->npbx, sizeof(*np))) == NULL ||
+	    (nb = calloc(nc->npbx, sizeof(*nb))) == NULL ||
 	    (stop = calloc(d->cfg->npbx, sizeof(*stop))) == NULL) {
 		log_err("reload: out of memory: the running configuration "
 		    "stays in force");
@@ -479,9 +541,27 @@ daemon_reload(struct daemon *d)
 			pbx_rebind(old, &nc->pbx[j]);
 			np[j] = old;
 			d->pbx[idx] = NULL;
+			/* Its backfill too (the settings are equal). */
+			nb[j] = d->bf[idx];
+			d->bf[idx] = NULL;
+			if (nb[j] != NULL)
+				backfill_rebind(nb[j], &nc->pbx[j], old);
 			kept++;
 		}
 	}
+	/* Backfills of changed or removed sessions: stopped (state saved)
+	 * before their successors load it. */
+	for (size_t i = 0; i < d->cfg->npbx; i++) {
+		backfill_stop(d->bf[i]);
+		backfill_free(d->bf[i]);
+		d->bf[i] = NULL;
+	}
+	for (size_t j = 0; j < nc->npbx; j++)
+		if (nb[j] == NULL && backfill_make(d, &nc->pbx[j], np[j],
+		    &nb[j]) != 0)
+			log_err("pbx %s: backfill could not be set up: CDR gaps "
+			    "are not read until the next reload",
+			    nc->pbx[j].name);
 	for (size_t i = 0; i < d->cfg->npbx; i++)
 		if (d->pbx[i] != NULL) {	/* removed or changed */
 			log_info("reload: pbx %s: closing its session",
@@ -496,6 +576,10 @@ daemon_reload(struct daemon *d)
 	d->routes = nr;
 	free(d->pbx);
 	d->pbx = np;
+	free(d->bf);
+	d->bf = nb;
+	d->msrc.bf = nb;
+	d->msrc.nbf = nc->npbx;
 	d->retiring = stop;
 	d->nretiring = nstop;
 	d->prev_cfg = d->cfg;	/* freed once the stopped sessions closed */
@@ -504,11 +588,14 @@ daemon_reload(struct daemon *d)
 	d->msrc.npbx = nc->npbx;
 	if (!d->level_fixed)
 		log_set_level(nc->log_level);
-	for (size_t j = 0; j < nc->npbx; j++)
+	for (size_t j = 0; j < nc->npbx; j++) {
 		if (pbx_get_state(np[j]) == PBX_STOPPED) {	/* new */
 			pbx_start(np[j]);
 			started++;
 		}
+		if (nb[j] != NULL && backfill_pbx(nb[j]) == np[j])
+			backfill_start(nb[j]);
+	}
 	retiring_reap(d, false);
 	log_notice("reload: done: %zu PBX session%s kept, %zu started, %zu "
 	    "stopped", kept, kept == 1 ? "" : "s", started, nstop);
@@ -520,6 +607,7 @@ fail:
 	for (size_t j = 0; np != NULL && j < nc->npbx; j++)
 		pbx_free(np[j]);
 	free(np);
+	free(nb);
 	free(stop);
 	route_free(nr);
 	cfg_free(nc);
@@ -545,6 +633,9 @@ daemon_stop(struct daemon *d)
 	if (d->svc != NULL)
 		svc_stopping(d->svc);
 	log_info("shutting down: closing PBX sessions");
+	/* Before the sessions close: the last live moment is saved. */
+	for (size_t i = 0; d->bf != NULL && i < d->cfg->npbx; i++)
+		backfill_stop(d->bf[i]);
 	/* Input first, so nothing new arrives while Kafka is flushed. */
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
 		if (d->pbx[i] != NULL)
@@ -582,6 +673,12 @@ daemon_free(struct daemon *d)
 	svc_free(d->svc);
 	ksink_free(d->ks);
 	retiring_reap(d, true);
+	for (size_t i = 0; d->bf != NULL && i < d->cfg->npbx; i++) {
+		backfill_stop(d->bf[i]);
+		backfill_free(d->bf[i]);
+	}
+	free(d->bf);
+	free(d->bf_dir);
 	/* Sessions before the context: pbx_free() detaches live wsis. */
 	for (size_t i = 0; d->pbx != NULL && i < d->cfg->npbx; i++)
 		pbx_free(d->pbx[i]);

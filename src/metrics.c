@@ -511,12 +511,42 @@ render_process(struct out *o, const struct metrics_view *v)
 	    v->rss_bytes);
 }
 
+/* Contract §8: only with backfill (a PBX with backfill.enabled). */
+static void
+render_backfill(struct out *o, const struct metrics_view *v)
+{
+	if (v->nbf == 0)
+		return;
+	family(o, "wsi2kafka_backfill_records_total", "counter",
+	    "call_cdr records read back over the PBX's REST API after a "
+	    "WebSocket gap and published (source rest).");
+	for (size_t i = 0; i < v->nbf; i++)
+		U64(o, "wsi2kafka_backfill_records_total", v->bf[i].st->records,
+		    { "pbx", v->bf[i].name });
+	family(o, "wsi2kafka_backfill_requests_total", "counter",
+	    "REST requests of the CDR backfill by answer: 2xx, 401, 404, "
+	    "429, 4xx (others), 5xx, error (no answer).");
+	for (size_t i = 0; i < v->nbf; i++)
+		for (unsigned s = 0; s < BF_ST_COUNT; s++)
+			U64(o, "wsi2kafka_backfill_requests_total",
+			    v->bf[i].st->requests[s], { "pbx", v->bf[i].name },
+			    { "status",
+			    backfill_status_name((enum backfill_status)s) });
+	family(o, "wsi2kafka_backfill_gap_seconds", "gauge",
+	    "How long CDRs have not been live (the open gap), 0 when none.");
+	for (size_t i = 0; i < v->nbf; i++)
+		U64(o, "wsi2kafka_backfill_gap_seconds",
+		    (uint64_t)(v->bf[i].st->gap_open_s > 0 ?
+		    v->bf[i].st->gap_open_s : 0), { "pbx", v->bf[i].name });
+}
+
 int
 metrics_render_view(struct metrics_buf *b, const struct metrics_view *v)
 {
 	struct out o = { b, 0 };
 
 	render_pbx(&o, v);
+	render_backfill(&o, v);
 	render_kafka(&o, v->ks);
 	render_spool(&o, v->spool, v->now_us);
 	render_process(&o, v);
@@ -549,10 +579,11 @@ metrics_rss_bytes(void)
 /* Build a view of the live objects; *pv is malloc'ed (free it). */
 static int
 view_build(const struct metrics_src *src, struct metrics_view *v,
-    struct metrics_pbx **pv)
+    struct metrics_pbx **pv, struct metrics_bf **pb)
 {
 	struct metrics_pbx *mp = NULL;
-	size_t n = 0;
+	struct metrics_bf *mb = NULL;
+	size_t n = 0, nb = 0;
 
 	memset(v, 0, sizeof(*v));
 	if (src->npbx > 0 &&
@@ -571,6 +602,20 @@ view_build(const struct metrics_src *src, struct metrics_view *v,
 	}
 	v->pbx = mp;
 	v->npbx = n;
+	if (src->nbf > 0 && (mb = calloc(src->nbf, sizeof(*mb))) == NULL) {
+		free(mp);
+		return W2K_ENOMEM;
+	}
+	for (size_t i = 0; i < src->nbf; i++) {
+		if (src->bf[i] == NULL || backfill_pbx(src->bf[i]) == NULL)
+			continue;
+		mb[nb].name = pbx_name(backfill_pbx(src->bf[i]));
+		mb[nb].st = backfill_get_stats(src->bf[i]);
+		nb++;
+	}
+	v->bf = mb;
+	v->nbf = nb;
+	*pb = mb;
 	v->ks = src->ks != NULL ? ksink_get_stats(src->ks) : NULL;
 	if (src->sp != NULL)		/* no spool in a dry run: zeros */
 		v->spool = spool_get_stats(src->sp);
@@ -585,13 +630,15 @@ metrics_render(struct metrics_buf *b, const struct metrics_src *src)
 {
 	struct metrics_view v;
 	struct metrics_pbx *mp;
+	struct metrics_bf *mb;
 	int r;
 
-	if ((r = view_build(src, &v, &mp)) != 0)
+	if ((r = view_build(src, &v, &mp, &mb)) != 0)
 		return r;
 	v.rss_bytes = metrics_rss_bytes();
 	r = metrics_render_view(b, &v);
 	free(mp);
+	free(mb);
 	return r;
 }
 
@@ -706,12 +753,14 @@ metrics_readyz(struct metrics_buf *b, const struct metrics_src *src,
 {
 	struct metrics_view v;
 	struct metrics_pbx *mp;
+	struct metrics_bf *mb;
 	int r;
 
 	*ready = false;
-	if ((r = view_build(src, &v, &mp)) != 0)
+	if ((r = view_build(src, &v, &mp, &mb)) != 0)
 		return r;
 	r = metrics_readyz_view(b, &v, ready);
 	free(mp);
+	free(mb);
 	return r;
 }

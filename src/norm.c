@@ -1905,9 +1905,34 @@ hdrs_set(struct record *rec, const struct hdr *h, size_t nh)
 	return 0;
 }
 
+/*
+ * A CDR read back over REST (contract §10): SHA-256 over the PBX name, a
+ * zero byte, "rest", a zero byte and the REST row id, so that a re-read of
+ * the same row gives the same id whatever else the row says by then.
+ */
+static int
+rest_id(const char *pbx, const char *row_id, char *out)
+{
+	EVP_MD_CTX *md = id_prefix(pbx, (const unsigned char *)"rest", 4);
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dlen;
+	int r = W2K_ENOMEM;
+
+	if (md != NULL &&
+	    EVP_DigestUpdate(md, row_id, strlen(row_id)) == 1 &&
+	    EVP_DigestFinal_ex(md, d, &dlen) == 1 && dlen >= 16) {
+		hex16(d, out);
+		r = 0;
+	}
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
 static int
 job_id(struct job *j, size_t part, bool last, char *out)
 {
+	if (j->in->rest_row_id != NULL)
+		return rest_id(j->pbx, j->in->rest_row_id, out);
 	if (j->md == NULL &&
 	    (j->md = id_prefix(j->pbx, j->in->data, j->in->len)) == NULL)
 		return W2K_ENOMEM;
@@ -2107,7 +2132,10 @@ emit_event(struct job *j, const struct node *root, const struct node *skip,
 	sb_lit(&j->sb, ",\"received_at\":");
 	fmt_received(&j->sb, j->in->received_us);
 	/* Live events only: CDRs read back over REST say "rest" (§10). */
-	sb_lit(&j->sb, ",\"source\":\"wsi\",\"data\":");
+	if (j->in->rest_row_id != NULL)
+		sb_lit(&j->sb, ",\"source\":\"rest\",\"data\":");
+	else
+		sb_lit(&j->sb, ",\"source\":\"wsi\",\"data\":");
 	if (entry == NULL) {
 		print_value(c, &j->sb, root);
 	} else {

@@ -98,6 +98,7 @@ struct pbx {
 	size_t			 rx_len, rx_cap, rx_total;
 	bool			 rx_in_msg, rx_too_large;
 	int64_t			 rx_received_us;
+	int64_t			 last_frame_us;	/* wall: pbx_last_frame_us() */
 	struct pbx_stats	 stats;
 };
 
@@ -747,6 +748,7 @@ handle_frame(struct pbx *p)
 	struct norm_result res;
 
 	p->stats.frames++;
+	p->last_frame_us = p->rx_received_us;
 	if (norm_frame(&in, &res) != 0) {
 		/* Nothing to publish without memory; the next frame may fit. */
 		log_err("pbx %s: out of memory normalizing a %zu-byte frame",
@@ -791,6 +793,9 @@ handle_frame(struct pbx *p)
 				p->stats.events_by_type[norm_type_index(
 				    res.recs[i].type)]++;
 			}
+			if (p->env->observe != NULL)
+				p->env->observe(p->env->observe_ctx, p,
+				    &res.recs[i]);
 			emit(p, &res.recs[i], topic);
 		}
 		break;
@@ -1491,6 +1496,30 @@ const enum pbx_sub_state *
 pbx_sub_states(const struct pbx *p)
 {
 	return p->sub_state;
+}
+
+bool
+pbx_cdr_live(const struct pbx *p)
+{
+	if (p->state != PBX_SUBSCRIBED || p->closing)
+		return false;
+	for (size_t i = 0; i < p->pc->nsubs; i++) {
+		const struct cfg_strv *t = &p->pc->subs[i].topics;
+
+		if (p->sub_state[i] != PBX_SUB_ACTIVE)
+			continue;
+		for (size_t j = 0; j < t->n; j++)
+			if (strcmp(t->v[j], "cdr_events") == 0 ||
+			    strcmp(t->v[j], "global_cdr_events") == 0)
+				return true;
+	}
+	return false;
+}
+
+int64_t
+pbx_last_frame_us(const struct pbx *p)
+{
+	return p->last_frame_us;
 }
 
 size_t

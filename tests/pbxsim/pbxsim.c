@@ -7,6 +7,11 @@
  *          [--flood N] [--rate EPS] [--tenants N] [--idle-close S]
  *          [--client-ca FILE] [--log-time] [--tls-max VERSION]
  *          [--refuse-topic TOPIC]
+ *          [--calls N] [--calls-every MS] [--calls-wait-sub]
+ *          [--drop-at-call N --down-calls M] [--rest-port-file FILE]
+ *          [--rest-token-ttl S] [--rest-legacy] [--rest-no-calllogs]
+ *          [--rest-shift] [--rest-chaos PCT] [--rest-revoke-every N]
+ *          [--seed N]      (calls and the REST API: see "calls + REST")
  *
  * A test buddy for the integration tests, the demo and the benchmarks: it
  * plays the PBX side of shared/reference/portsip-wsi.md (§1-§3, payloads of
@@ -178,9 +183,16 @@ static struct opts {
 	double		 idle_close;
 	int		 log_time;
 	int		 tls_max;	/* TLS1_1_VERSION...; 0: no limit */
+	/* calls and REST (see "calls + REST") */
+	unsigned long long calls, calls_every, drop_at, down_calls;
+	int		 calls_wait_sub;
+	const char	*rest_port_file, *rest_cert, *rest_key;
+	unsigned long long token_ttl, revoke_every, seed;
+	int		 rest_legacy, rest_no_calllogs, rest_shift;
+	uint64_t	 chaos;
 } opt = {
 	.path = "/wsi", .user = "admin", .password = "secret", .subs = 1,
-	.tenants = 4,
+	.tenants = 4, .token_ttl = 3600, .seed = 1,
 };
 
 static volatile sig_atomic_t interrupted;
@@ -410,6 +422,7 @@ struct sess {
 	SSL		*ssl;
 	unsigned	 conn, reply_id, subs;
 	int		 live, authed, stalled, done_playing, rx_paused;
+	int		 cdr_sub;		/* subscribed to CDRs */
 	int		 close_code, close_after_queue, dropping;
 	lws_usec_t	 last_rx, drop_deadline;
 	unsigned long	 sent;			/* player frames this section */
@@ -427,6 +440,8 @@ static struct sess *sessions;
 static unsigned nsessions;
 
 static void player_assign(void);
+static void calls_start(void);
+static int calls_down(void);
 
 static void
 sess_link(struct sess *s)
@@ -1177,6 +1192,12 @@ do_subscribe(struct sess *s, cJSON *j, int unsub)
 		cJSON_ArrayForEach(x, queues)
 			snapshot_queue(s, x->valuestring);
 	s->subs++;
+	if (has_topic(topics, "cdr_events") ||
+	    has_topic(topics, "global_cdr_events")) {
+		s->cdr_sub = 1;
+		if (opt.calls_wait_sub)
+			calls_start();
+	}
 	log_frame(s, "SUBSCRIBE", j);
 	if (s->subs == opt.subs)
 		player_assign();
@@ -1740,6 +1761,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			plog("REJECT more than %d connections", MAX_SESSIONS);
 			return 1;
 		}
+		if (calls_down()) {
+			plog("REJECT down");
+			return 1;
+		}
 		return 0;
 
 	case LWS_CALLBACK_HTTP:
@@ -1791,6 +1816,713 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 static const struct lws_protocols protocols[] = {
 	{ "wsi", callback, sizeof(struct sess), 65536, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* ------------------------------------------------------------ calls + REST */
+
+/*
+ * --calls-every MS makes one call every MS milliseconds (--calls N of them,
+ * 0: no end), on a timer of its own, whether or not a client listens: its
+ * call_cdr goes to every connection subscribed to cdr_events (live), and
+ * its row to the REST API's CDR table. So the REST API holds the very
+ * calls reported live (or not, while nobody listened). --calls-wait-sub
+ * starts the timer at the first cdr_events subscription. Logged:
+ *   CALL <n> session=<id> cdr=<id> live=<connections>   CALLS done <n>
+ * --drop-at-call N --down-calls M: after call N every connection is
+ * dropped (abortively, once its queue has left) and upgrades are refused
+ * ("REJECT down") until M more calls were made: a PBX unreachable for a
+ * while. Logged DOWN and UP.
+ *
+ * --rest-port-file FILE serves the REST API of portsip-rest-cdr.md over
+ * HTTPS on a port of its own (same certificate, or --rest-cert/--rest-key),
+ * written to FILE:
+ *   POST /api/auth/sign_in {username,password,domain} → {token_type,
+ *     access_token, refresh_token, expires_in} (--rest-token-ttl S, default
+ *     3600); POST /api/auth/refresh_token {refresh_token}; a token past
+ *     its expiry, revoked or unknown gets 401.
+ *   --rest-legacy: a PBX before v22.2.11: those two are 404; POST
+ *     /api/login (same body) answers 200 with no body and a session cookie,
+ *     GET /api/login with it → {access_token, expires_at, expires_in,
+ *     role}. (Without --rest-legacy, /api/login is 404.)
+ *   GET /api/calllogs and /api/cdrs (rows without session_id): filter
+ *     (started_at with ge/gt/le/lt, joined by "and"), orderby (started_at
+ *     asc|desc), top (1..100, default 100), skip (0-based) → {count, items}.
+ *     --rest-no-calllogs: /api/calllogs is 404 (an older v22.0).
+ *   --rest-shift: every 3rd call's row is held back and inserted while a
+ *     client pages (one per list request with skip > 0; the rest after
+ *     30 s): rows shift under the client.
+ *   --rest-chaos PCT: that share of list requests fails, 429 (with
+ *     Retry-After: 1) or 500/502/503 in turn (--seed N); --rest-revoke-every
+ *     N: every Nth list request revokes every token (401); SIGUSR2: the
+ *     next 10 list requests get 429 (a storm).
+ * Logged: REST <method> <path> <status> [rows=<n> count=<n>]
+ */
+
+#define ROWS_MAX	100000
+#define TOKENS_MAX	256
+#define REST_BODY_MAX	(64 * 1024)
+#define HOLD_US		(30 * LWS_US_PER_SEC)
+
+struct row {
+	long long	 started_us;
+	cJSON		*j;		/* the /calllogs row */
+	int		 held;
+	lws_usec_t	 held_since;
+};
+
+static struct {
+	unsigned long long made;
+	int		 started, done, down, down_pending;
+	unsigned long long up_at;	/* the call after which it is up */
+	lws_sorted_usec_list_t sul;
+	struct row	*rows;
+	size_t		 nrows;
+	struct {
+		char	 access[40], refresh[40];
+		lws_usec_t exp;
+	}		 tok[TOKENS_MAX];
+	unsigned	 ntok;
+	char		 cookie[40];
+	unsigned long long lists;	/* list requests */
+	uint64_t	 rng;
+} C;
+
+static volatile sig_atomic_t storm_req;	/* SIGUSR2 */
+static unsigned storm_left;
+
+static uint64_t
+crand(void)
+{
+	C.rng ^= C.rng >> 12;
+	C.rng ^= C.rng << 25;
+	C.rng ^= C.rng >> 27;
+	return C.rng * 2685821657736338717ULL;
+}
+
+static void
+rfc3339(long long us, char *buf, size_t len)
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, us % 1000000);
+}
+
+static long long
+parse_rfc3339(const char *s)
+{
+	struct tm tm;
+	const char *p;
+	long long us = 0, scale = 100000;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+		return -1;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+			us += (*p - '0') * scale;
+	if (*p != 'Z' || p[1] != '\0')
+		return -1;
+	return (long long)timegm(&tm) * 1000000 + us;
+}
+
+/* One call: its live CDR to the subscribers, its row to the table. */
+static void
+call_make(void)
+{
+	static const char *const rdir[] = { "EXTENSION_CALL", "INBOUND_CALL",
+	    "OUTBOUND_CALL" };
+	unsigned long long sid = SESSION_BASE + 16 * next_session++;
+	long long now = (long long)lws_now_usecs(), dur, ring, talk;
+	struct timespec ts;
+	char caller[16], callee[16], dom[128], a[40], b[40], c[40], d[40];
+	char buf[2048];
+	int dir = (int)(crand() % 3), live = 0, n;
+	struct sess *s;
+	cJSON *r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	dur = 5 + (long long)(crand() % 60);
+	ring = 1 + (long long)(crand() % 4);
+	talk = dur - ring;
+	snprintf(caller, sizeof(caller), "%u", 100 + (unsigned)(crand() % 100));
+	snprintf(callee, sizeof(callee), "%u", 100 + (unsigned)(crand() % 100));
+	tenant_domain(0, dom, sizeof(dom));
+	C.made++;
+	n = snprintf(buf, sizeof(buf), "{\"event_type\":\"call_cdr\","
+	    "\"answered_time\":\"%lld\",\"call_id\":\"sim%llu..\","
+	    "\"call_status\":\"answered\",\"call_targets\":[],"
+	    "\"callee\":\"%s\",\"callee_domain\":\"%s\",\"caller\":\"%s\","
+	    "\"caller_display_name\":\"Ext\",\"caller_domain\":\"%s\","
+	    "\"cdr_id\":\"%llu\",\"did\":\"\",\"direction\":\"%s\","
+	    "\"ended_reason\":\"callee_disconnect\",\"ended_time\":\"%lld\","
+	    "\"outbound_caller_id\":\"\",\"ring_duration\":\"%lld\","
+	    "\"ring_time\":\"%lld\",\"session_id\":\"%llu\",\"start_time\":"
+	    "\"%lld\",\"status_code\":\"0\",\"talk_duration\":\"%lld\","
+	    "\"tenant_id\":\"%llu\",\"tenant_name\":\"Tenant 0\","
+	    "\"trunk_name\":\"\",\"user_data\":\"\",\"seq\":%llu}",
+	    now / 1000000 - talk, sid, callee, dom, caller, dom, sid + 1,
+	    dir == 0 ? "internal" : dir == 1 ? "inbound" : "outbound",
+	    now / 1000000, ring, now / 1000000 - dur + 0, sid,
+	    now / 1000000 - dur, talk, tenant_id(0), C.made);
+	if (!C.down)
+		for (s = sessions; s != NULL; s = s->next)
+			if (s->live && s->cdr_sub && !s->dropping &&
+			    !s->stalled) {
+				enqueue(s, frame_new(buf, (size_t)n, 0));
+				live++;
+			}
+	plog("CALL %llu session=%llu cdr=%llu live=%d", C.made, sid, sid + 1,
+	    live);
+
+	if (C.nrows < ROWS_MAX && (r = cJSON_CreateObject()) != NULL) {
+		char id[24], sess_s[24];
+
+		snprintf(id, sizeof(id), "%llu", sid + 1);
+		snprintf(sess_s, sizeof(sess_s), "%llu", sid);
+		rfc3339(now - dur * 1000000, a, sizeof(a));
+		rfc3339(now - dur * 1000000 + ring * 1000000, b, sizeof(b));
+		rfc3339(now - talk * 1000000, c, sizeof(c));
+		rfc3339(now, d, sizeof(d));
+		cJSON_AddStringToObject(r, "id", id);
+		cJSON_AddStringToObject(r, "session_id", sess_s);
+		cJSON_AddStringToObject(r, "caller", caller);
+		cJSON_AddStringToObject(r, "caller_domain", dom);
+		cJSON_AddStringToObject(r, "caller_display_name", "Ext");
+		cJSON_AddStringToObject(r, "callee", callee);
+		cJSON_AddStringToObject(r, "callee_domain", dom);
+		cJSON_AddStringToObject(r, "callee_display_name", "");
+		cJSON_AddStringToObject(r, "started_at", a);
+		cJSON_AddStringToObject(r, "rang_at", b);
+		cJSON_AddStringToObject(r, "answered_at", c);
+		cJSON_AddStringToObject(r, "ended_at", d);
+		snprintf(buf, sizeof(buf), "sim%llu..", sid);
+		cJSON_AddStringToObject(r, "call_id", buf);
+		cJSON_AddStringToObject(r, "direction", rdir[dir]);
+		cJSON_AddStringToObject(r, "end_reason", "CALLEE_DISCONNECTED");
+		cJSON_AddStringToObject(r, "reroute_reason", "");
+		cJSON_AddNumberToObject(r, "status_code", 0);
+		cJSON_AddStringToObject(r, "destination", "");
+		cJSON_AddStringToObject(r, "outbound_caller_id", "");
+		cJSON_AddStringToObject(r, "did_cid", "");
+		cJSON_AddStringToObject(r, "trunk", "");
+		cJSON_AddNumberToObject(r, "duration", (double)talk);
+		C.rows[C.nrows].j = r;
+		C.rows[C.nrows].started_us = now - dur * 1000000;
+		C.rows[C.nrows].held = opt.rest_shift && C.made % 3 == 0;
+		C.rows[C.nrows].held_since = lws_now_usecs();
+		C.nrows++;
+	}
+	if (opt.drop_at != 0 && C.made == opt.drop_at) {
+		C.down = 1;
+		C.down_pending = 1;
+		C.up_at = C.made + opt.down_calls;
+		plog("DOWN");
+	} else if (C.down && C.made >= C.up_at) {
+		C.down = 0;
+		plog("UP");
+	}
+}
+
+static void
+call_tick(lws_sorted_usec_list_t *sul)
+{
+	if (opt.calls != 0 && C.made >= opt.calls) {
+		if (!C.done)
+			plog("CALLS done %llu", C.made);
+		C.done = 1;
+		return;
+	}
+	call_make();
+	lws_sul_schedule(ctx, 0, sul, call_tick,
+	    (lws_usec_t)opt.calls_every * LWS_US_PER_MS);
+}
+
+static void
+calls_start(void)
+{
+	if (C.started || opt.calls_every == 0)
+		return;
+	C.started = 1;
+	lws_sul_schedule(ctx, 0, &C.sul, call_tick, 1);
+}
+
+static int
+calls_down(void)
+{
+	return C.down;
+}
+
+/* The tick's part: drop what DOWN asked for once its queue has gone. */
+static void
+calls_tick(void)
+{
+	struct sess *s;
+	int left = 0;
+	lws_usec_t now = lws_now_usecs();
+
+	if (C.down_pending) {
+		for (s = sessions; s != NULL; s = s->next) {
+			if (!s->live || s->dropping)
+				continue;
+			if (s->qh != NULL) {
+				left++;
+				continue;
+			}
+			s->dropping = 1;
+			s->drop_deadline = now + DROP_WAIT_US;
+			if (P.owner == s)
+				player_release(s);
+		}
+		C.down_pending = left > 0;
+	}
+	for (size_t i = 0; i < C.nrows; i++)
+		if (C.rows[i].held && now - C.rows[i].held_since > HOLD_US)
+			C.rows[i].held = 0;
+	if (storm_req) {
+		storm_req = 0;
+		storm_left = 10;
+		plog("STORM 10");
+	}
+}
+
+/* ---- REST ---- */
+
+struct rsess {
+	char		 uri[256];
+	int		 post;
+	char		*body;
+	size_t		 blen;
+	int		 too_big;
+	char		*out;
+	size_t		 olen, opos;
+	int		 status;
+	int		 headers_sent;
+	char		 extra[128];	/* one more header line, or "" */
+};
+
+static void
+new_token(char *buf, size_t len)
+{
+	snprintf(buf, len, "t%016llx%08llx", (unsigned long long)crand(),
+	    (unsigned long long)(crand() & 0xffffffffULL));
+}
+
+static int
+token_ok(struct lws *wsi)
+{
+	char auth[128];
+	lws_usec_t now = lws_now_usecs();
+
+	if (lws_hdr_copy(wsi, auth, sizeof(auth),
+	    WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
+	    strncmp(auth, "Bearer ", 7) != 0)
+		return 0;
+	for (unsigned i = 0; i < C.ntok; i++)
+		if (strcmp(C.tok[i].access, auth + 7) == 0)
+			return now < C.tok[i].exp;
+	return 0;
+}
+
+static void
+answer(struct rsess *r, int status, cJSON *j)
+{
+	r->status = status;
+	free(r->out);
+	r->out = j != NULL ? cJSON_PrintUnformatted(j) : strdup("");
+	r->olen = r->out ? strlen(r->out) : 0;
+	r->opos = 0;
+	cJSON_Delete(j);
+}
+
+static cJSON *
+err_json(const char *msg)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(j, "error", msg);
+	return j;
+}
+
+static cJSON *
+issue_token(int legacy)
+{
+	cJSON *j = cJSON_CreateObject();
+	unsigned i = C.ntok < TOKENS_MAX ? C.ntok++ : (unsigned)(crand() %
+	    TOKENS_MAX);
+	char exp[40];
+
+	new_token(C.tok[i].access, sizeof(C.tok[i].access));
+	new_token(C.tok[i].refresh, sizeof(C.tok[i].refresh));
+	C.tok[i].exp = lws_now_usecs() + (lws_usec_t)opt.token_ttl *
+	    LWS_US_PER_SEC;
+	if (!legacy)
+		cJSON_AddStringToObject(j, "token_type", "Bearer");
+	cJSON_AddStringToObject(j, "access_token", C.tok[i].access);
+	if (!legacy) {
+		cJSON_AddStringToObject(j, "refresh_token", C.tok[i].refresh);
+	} else {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		rfc3339(((long long)ts.tv_sec + opt.token_ttl) * 1000000, exp,
+		    sizeof(exp));
+		cJSON_AddStringToObject(j, "expires_at", exp);
+		cJSON_AddStringToObject(j, "role", "Admin");
+	}
+	cJSON_AddNumberToObject(j, "expires_in", opt.token_ttl);
+	return j;
+}
+
+static int
+creds_ok(const char *body, size_t len)
+{
+	cJSON *j = cJSON_ParseWithLength(body, len);
+	const char *u, *p, *d;
+	int ok;
+
+	u = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j,
+	    "username"));
+	p = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j,
+	    "password"));
+	d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j,
+	    "domain"));
+	ok = u && p && strcmp(u, opt.user) == 0 &&
+	    strcmp(p, opt.password) == 0 &&
+	    (opt.domain == NULL ? d == NULL : d && strcmp(d, opt.domain) == 0);
+	cJSON_Delete(j);
+	return ok;
+}
+
+static int
+row_cmp_asc(const void *a, const void *b)
+{
+	const struct row *x = *(const struct row *const *)a;
+	const struct row *y = *(const struct row *const *)b;
+
+	return x->started_us < y->started_us ? -1 :
+	    x->started_us > y->started_us;
+}
+
+/* filter: clauses "started_at OP 'T'" joined by " and ". */
+static int
+filter_parse(const char *f, long long *lo, int *lo_incl, long long *hi,
+    int *hi_incl)
+{
+	char buf[512], *save = NULL, *cl;
+
+	*lo = LLONG_MIN;
+	*hi = LLONG_MAX;
+	*lo_incl = *hi_incl = 1;
+	if (f == NULL || *f == '\0')
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", f);
+	for (cl = strtok_r(buf, "&", &save); cl != NULL; cl = NULL) {
+		char *p = cl;
+
+		while (p != NULL && *p != '\0') {
+			char field[32], op[8], lit[64];
+			char *next = strstr(p, " and ");
+			long long t;
+
+			if (next != NULL)
+				*next = '\0';
+			if (sscanf(p, " %31s %7s '%63[^']'", field, op, lit) != 3 ||
+			    strcmp(field, "started_at") != 0 ||
+			    (t = parse_rfc3339(lit)) < 0)
+				return -1;
+			if (strcmp(op, "ge") == 0 || strcmp(op, "gt") == 0) {
+				*lo = t;
+				*lo_incl = op[1] == 'e';
+			} else if (strcmp(op, "le") == 0 ||
+			    strcmp(op, "lt") == 0) {
+				*hi = t;
+				*hi_incl = op[1] == 'e';
+			} else {
+				return -1;
+			}
+			p = next != NULL ? next + 5 : NULL;
+		}
+	}
+	return 0;
+}
+
+static void
+rest_list(struct lws *wsi, struct rsess *r, int cdrs)
+{
+	/* lws_get_urlarg_by_name() stops at the first argument longer than
+	 * the buffer: every buffer must hold the longest (the filter). */
+	char f[1024], tmp[1024];
+	const char *v;
+	long long lo, hi, top = 100, skip = 0;
+	int lo_incl, hi_incl, desc = 0;
+	struct row **sel;
+	size_t n = 0, i;
+	cJSON *j, *items;
+
+	C.lists++;
+	v = lws_get_urlarg_by_name(wsi, "skip=", tmp, sizeof(tmp));
+	if (v != NULL)
+		skip = atoll(v);
+	/* Rows inserted while a client pages (--rest-shift). */
+	if (skip > 0)
+		for (i = 0; i < C.nrows; i++)
+			if (C.rows[i].held) {
+				C.rows[i].held = 0;
+				plog("INSERT row=%s", cJSON_GetStringValue(
+				    cJSON_GetObjectItem(C.rows[i].j, "id")));
+				break;
+			}
+	if (!token_ok(wsi)) {
+		answer(r, 401, err_json("unauthorized"));
+		return;
+	}
+	if (storm_left > 0) {
+		storm_left--;
+		snprintf(r->extra, sizeof(r->extra), "retry-after:");
+		answer(r, 429, err_json("too many requests"));
+		return;
+	}
+	if (opt.revoke_every && C.lists % opt.revoke_every == 0) {
+		C.ntok = 0;
+		plog("REVOKE");
+		answer(r, 401, err_json("token revoked"));
+		return;
+	}
+	if (opt.chaos > 0 && crand() % 100 < opt.chaos) {
+		static const int codes[] = { 429, 500, 502, 503 };
+		int code = codes[C.lists % 4];
+
+		if (code == 429)
+			snprintf(r->extra, sizeof(r->extra), "retry-after:");
+		answer(r, code, err_json("chaos"));
+		return;
+	}
+	v = lws_get_urlarg_by_name(wsi, "top=", tmp, sizeof(tmp));
+	if (v != NULL)
+		top = atoll(v);
+	if (top < 1 || top > 100 || skip < 0) {
+		answer(r, 400, err_json("bad top or skip"));
+		return;
+	}
+	v = lws_get_urlarg_by_name(wsi, "orderby=", tmp, sizeof(tmp));
+	if (v != NULL && strstr(v, "desc") != NULL)
+		desc = 1;
+	v = lws_get_urlarg_by_name(wsi, "filter=", f, sizeof(f));
+	if (filter_parse(v, &lo, &lo_incl, &hi, &hi_incl) != 0) {
+		answer(r, 400, err_json("bad filter"));
+		return;
+	}
+	if ((sel = calloc(C.nrows + 1, sizeof(*sel))) == NULL) {
+		answer(r, 500, err_json("out of memory"));
+		return;
+	}
+	for (i = 0; i < C.nrows; i++) {
+		long long t = C.rows[i].started_us;
+
+		if (C.rows[i].held || t < lo || (t == lo && !lo_incl) ||
+		    t > hi || (t == hi && !hi_incl))
+			continue;
+		sel[n++] = &C.rows[i];
+	}
+	qsort(sel, n, sizeof(*sel), row_cmp_asc);
+	j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "count", (double)n);
+	items = cJSON_AddArrayToObject(j, "items");
+	for (i = (size_t)skip; i < n && i < (size_t)(skip + top); i++) {
+		cJSON *row = cJSON_Duplicate(sel[desc ? n - 1 - i : i]->j, 1);
+
+		if (cdrs)
+			cJSON_DeleteItemFromObject(row, "session_id");
+		cJSON_AddItemToArray(items, row);
+	}
+	plog("LIST rows=%d count=%zu skip=%lld", cJSON_GetArraySize(items), n,
+	    skip);
+	free(sel);
+	answer(r, 200, j);
+}
+
+static void
+rest_route(struct lws *wsi, struct rsess *r)
+{
+	const char *u = r->uri;
+	int legacy = opt.rest_legacy;
+
+	if (r->post && strcmp(u, "/api/auth/sign_in") == 0 && !legacy) {
+		if (!creds_ok(r->body, r->blen))
+			answer(r, 401, err_json("username or password error"));
+		else
+			answer(r, 200, issue_token(0));
+	} else if (r->post && strcmp(u, "/api/auth/refresh_token") == 0 &&
+	    !legacy) {
+		cJSON *j = cJSON_ParseWithLength(r->body, r->blen);
+		const char *rt = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(j, "refresh_token"));
+		int found = 0;
+
+		for (unsigned i = 0; rt != NULL && i < C.ntok; i++)
+			if (strcmp(C.tok[i].refresh, rt) == 0) {
+				C.tok[i].refresh[0] = '\0';	/* used up */
+				found = 1;
+			}
+		cJSON_Delete(j);
+		if (found)
+			answer(r, 200, issue_token(0));
+		else
+			answer(r, 401, err_json("invalid refresh token"));
+	} else if (strcmp(u, "/api/login") == 0 && legacy) {
+		if (r->post) {
+			if (!creds_ok(r->body, r->blen)) {
+				answer(r, 401, err_json("login failed"));
+			} else {
+				new_token(C.cookie, sizeof(C.cookie));
+				snprintf(r->extra, sizeof(r->extra),
+				    "set-cookie:");
+				answer(r, 200, NULL);
+			}
+		} else {
+			char ck[128];
+
+			if (lws_hdr_copy(wsi, ck, sizeof(ck),
+			    WSI_TOKEN_HTTP_COOKIE) > 0 && C.cookie[0] &&
+			    strstr(ck, C.cookie) != NULL)
+				answer(r, 200, issue_token(1));
+			else
+				answer(r, 401, err_json("not logged in"));
+		}
+	} else if (!r->post && strcmp(u, "/api/calllogs") == 0 &&
+	    !opt.rest_no_calllogs) {
+		rest_list(wsi, r, 0);
+	} else if (!r->post && strcmp(u, "/api/cdrs") == 0) {
+		rest_list(wsi, r, 1);
+	} else {
+		answer(r, 404, err_json("not found"));
+	}
+	plog("REST %s %s %d", r->post ? "POST" : "GET", u, r->status);
+	lws_callback_on_writable(wsi);
+}
+
+static int
+rest_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
+{
+	struct rsess *r = user;
+	unsigned char hb[LWS_PRE + 1024], *start = hb + LWS_PRE, *p = start,
+	    *end = hb + sizeof(hb) - 1;
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		memset(r, 0, sizeof(*r));
+		snprintf(r->uri, sizeof(r->uri), "%s", (const char *)in);
+		r->post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+		if (r->post)
+			return 0;	/* the body follows */
+		rest_route(wsi, r);
+		return 0;
+	case LWS_CALLBACK_HTTP_BODY:
+		if (r->blen + len > REST_BODY_MAX) {
+			r->too_big = 1;
+			return 0;
+		}
+		{
+			char *nb = realloc(r->body, r->blen + len + 1);
+
+			if (nb == NULL)
+				return -1;
+			r->body = nb;
+			memcpy(r->body + r->blen, in, len);
+			r->blen += len;
+			r->body[r->blen] = '\0';
+		}
+		return 0;
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (r->too_big)
+			answer(r, 413, err_json("too large"));
+		rest_route(wsi, r);
+		return 0;
+	case LWS_CALLBACK_HTTP_WRITEABLE: {
+		size_t chunk;
+		int final;
+
+		if (r->out == NULL && r->status == 0)
+			return 0;
+		if (!r->headers_sent) {
+			if (lws_add_http_common_headers(wsi,
+			    (unsigned int)r->status, "application/json",
+			    r->olen, &p, end))
+				return -1;
+			if (strcmp(r->extra, "retry-after:") == 0 &&
+			    lws_add_http_header_by_token(wsi,
+			    WSI_TOKEN_HTTP_RETRY_AFTER,
+			    (const unsigned char *)"1", 1, &p, end))
+				return -1;
+			if (strcmp(r->extra, "set-cookie:") == 0) {
+				char ck[80];
+
+				snprintf(ck, sizeof(ck), "sid=%s; Path=/api",
+				    C.cookie);
+				if (lws_add_http_header_by_token(wsi,
+				    WSI_TOKEN_HTTP_SET_COOKIE,
+				    (const unsigned char *)ck, (int)strlen(ck),
+				    &p, end))
+					return -1;
+			}
+			if (lws_finalize_write_http_header(wsi, start, &p, end))
+				return -1;
+			r->headers_sent = 1;
+			if (r->olen == 0)
+				goto done;
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+		chunk = r->olen - r->opos > 16384 ? 16384 : r->olen - r->opos;
+		final = r->opos + chunk == r->olen;
+		{
+			unsigned char *wb = malloc(LWS_PRE + chunk);
+
+			if (wb == NULL)
+				return -1;
+			memcpy(wb + LWS_PRE, r->out + r->opos, chunk);
+			if (lws_write(wsi, wb + LWS_PRE, chunk, final ?
+			    LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+			    (int)chunk) {
+				free(wb);
+				return -1;
+			}
+			free(wb);
+		}
+		r->opos += chunk;
+		if (!final) {
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+done:
+		free(r->out);
+		r->out = NULL;
+		free(r->body);
+		r->body = NULL;
+		r->status = 0;
+		return lws_http_transaction_completed(wsi) ? -1 : 0;
+	}
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if (r != NULL) {
+			free(r->out);
+			free(r->body);
+			r->out = r->body = NULL;
+		}
+		return 0;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+static const struct lws_protocols rest_protocols[] = {
+	{ "http", rest_callback, sizeof(struct rsess), 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -1853,6 +2585,7 @@ tick(lws_sorted_usec_list_t *sul)
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
 		}
 	}
+	calls_tick();
 	lws_sul_schedule(ctx, 0, sul, tick, TICK_US);
 }
 
@@ -1863,6 +2596,8 @@ on_signal(int sig)
 {
 	if (sig == SIGUSR1)
 		refuse_lifted = 1;
+	else if (sig == SIGUSR2)
+		storm_req = 1;
 	else
 		interrupted = 1;
 }
@@ -2223,6 +2958,14 @@ usage(FILE *fp)
 	    " [--idle-close S]\n"
 	    "              [--client-ca FILE] [--log-time]"
 	    " [--tls-max 1.0|1.1|1.2|1.3] [--refuse-topic TOPIC]\n"
+	    "              [--calls N] [--calls-every MS] [--calls-wait-sub]"
+	    " [--drop-at-call N]\n"
+	    "              [--down-calls M] [--rest-port-file FILE]"
+	    " [--rest-token-ttl S]\n"
+	    "              [--rest-legacy] [--rest-no-calllogs] [--rest-shift]"
+	    " [--rest-chaos PCT]\n"
+	    "              [--rest-revoke-every N] [--seed N]"
+	    " [--rest-cert FILE --rest-key FILE]\n"
 	    "defaults: --port 0 (kernel's choice, 127.0.0.1 only) --path /wsi"
 	    " --user admin\n"
 	    "          --password secret --subs 1 --tenants 4\n");
@@ -2253,6 +2996,21 @@ parse_args(int argc, char **argv)
 		{ "log-time", no_argument, NULL, 'T' },
 		{ "tls-max", required_argument, NULL, 'X' },
 		{ "refuse-topic", required_argument, NULL, 'R' },
+		{ "calls", required_argument, NULL, 1001 },
+		{ "calls-every", required_argument, NULL, 1002 },
+		{ "calls-wait-sub", no_argument, NULL, 1003 },
+		{ "drop-at-call", required_argument, NULL, 1004 },
+		{ "down-calls", required_argument, NULL, 1005 },
+		{ "rest-port-file", required_argument, NULL, 1006 },
+		{ "rest-token-ttl", required_argument, NULL, 1007 },
+		{ "rest-legacy", no_argument, NULL, 1008 },
+		{ "rest-no-calllogs", no_argument, NULL, 1009 },
+		{ "rest-shift", no_argument, NULL, 1010 },
+		{ "rest-chaos", required_argument, NULL, 1011 },
+		{ "rest-revoke-every", required_argument, NULL, 1012 },
+		{ "seed", required_argument, NULL, 1013 },
+		{ "rest-cert", required_argument, NULL, 1014 },
+		{ "rest-key", required_argument, NULL, 1015 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -2312,6 +3070,46 @@ parse_args(int argc, char **argv)
 			break;
 		case 'i':
 			if (parse_double(optarg, 0.01, 86400, &opt.idle_close))
+				goto bad;
+			break;
+		case 1001:
+			if (parse_ull(optarg, 0, 1000000, &opt.calls))
+				goto bad;
+			break;
+		case 1002:
+			if (parse_ull(optarg, 1, 3600000, &opt.calls_every))
+				goto bad;
+			break;
+		case 1003: opt.calls_wait_sub = 1; break;
+		case 1004:
+			if (parse_ull(optarg, 1, 1000000, &opt.drop_at))
+				goto bad;
+			break;
+		case 1005:
+			if (parse_ull(optarg, 1, 1000000, &opt.down_calls))
+				goto bad;
+			break;
+		case 1006: opt.rest_port_file = optarg; break;
+		case 1007:
+			if (parse_ull(optarg, 1, 86400, &opt.token_ttl))
+				goto bad;
+			break;
+		case 1008: opt.rest_legacy = 1; break;
+		case 1009: opt.rest_no_calllogs = 1; break;
+		case 1010: opt.rest_shift = 1; break;
+		case 1011:
+			if (parse_ull(optarg, 0, 100, &v))
+				goto bad;
+			opt.chaos = v;
+			break;
+		case 1012:
+			if (parse_ull(optarg, 1, 1000000, &opt.revoke_every))
+				goto bad;
+			break;
+		case 1014: opt.rest_cert = optarg; break;
+		case 1015: opt.rest_key = optarg; break;
+		case 1013:
+			if (parse_ull(optarg, 1, ULLONG_MAX, &opt.seed))
 				goto bad;
 			break;
 		case 'h':
@@ -2380,6 +3178,7 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);	/* OpenSSL writes with plain write() */
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
@@ -2419,9 +3218,43 @@ main(int argc, char **argv)
 		lws_context_destroy(ctx);
 		return 1;
 	}
+	C.rng = opt.seed * 0x9E3779B97F4A7C15ULL | 1;
+	if (opt.calls_every != 0 &&
+	    (C.rows = calloc(ROWS_MAX, sizeof(*C.rows))) == NULL) {
+		fprintf(stderr, "pbxsim: out of memory\n");
+		lws_context_destroy(ctx);
+		return 1;
+	}
+	if (opt.rest_port_file != NULL) {
+		struct lws_context_creation_info ri;
+		struct lws_vhost *rv;
+		int rport;
+
+		memset(&ri, 0, sizeof(ri));
+		ri.vhost_name = "rest";
+		ri.port = 0;
+		ri.iface = "127.0.0.1";
+		ri.protocols = rest_protocols;
+		ri.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		    LWS_SERVER_OPTION_DISABLE_IPV6;
+		ri.ssl_cert_filepath = opt.rest_cert ? opt.rest_cert : opt.cert;
+		ri.ssl_private_key_filepath = opt.rest_key ? opt.rest_key :
+		    opt.key;
+		ri.alpn = "http/1.1";
+		if ((rv = lws_create_vhost(ctx, &ri)) == NULL ||
+		    (rport = lws_get_vhost_listen_port(rv)) <= 0 ||
+		    write_port_file(opt.rest_port_file, rport)) {
+			fprintf(stderr, "pbxsim: cannot serve REST\n");
+			lws_context_destroy(ctx);
+			return 1;
+		}
+		plog("REST LISTEN %d", rport);
+	}
 	plog("LISTEN %d", port);
 	printf("PORT %d\n", port);
 	fflush(stdout);
+	if (!opt.calls_wait_sub)
+		calls_start();
 
 	lws_sul_schedule(ctx, 0, &sul_tick, tick, TICK_US);
 	while (!interrupted && n >= 0)
@@ -2431,7 +3264,11 @@ main(int argc, char **argv)
 	lws_sul_cancel(&sul_tick);
 	lws_sul_cancel(&P.sul_sleep);
 	lws_sul_cancel(&P.sul_rate);
+	lws_sul_cancel(&C.sul);
 	lws_context_destroy(ctx);
+	for (size_t k = 0; k < C.nrows; k++)
+		cJSON_Delete(C.rows[k].j);
+	free(C.rows);
 	plog("EXIT");
 	for (size_t k = 0; k < P.nlines; k++)
 		free(P.lines[k].buf);

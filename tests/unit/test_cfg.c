@@ -327,6 +327,55 @@ static const struct bad bad[] = {
 	    .t = { .top = "log = { lvl = \"debug\"; };" },
 	    .want = { "t.conf:10: log.lvl: unknown key" } },
 
+	/* pbx.backfill (contract §4, §10) */
+	{ .name = "cfg__unknown_backfill_key__reported",
+	    .t = { .pbx = "backfill = { enabld = true; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.enabld: unknown key" } },
+	{ .name = "cfg__backfill_bad_duration__refused",
+	    .t = { .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "max_gap = \"7x\"; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.max_gap: not a duration*" } },
+	{ .name = "cfg__backfill_duration_out_of_range__refused",
+	    .t = { .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "max_call_duration = \"10s\"; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.max_call_duration: must be "
+	    "60s..604800s" } },
+	{ .name = "cfg__backfill_rate_zero__refused",
+	    .t = { .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "requests_per_second = 0; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.requests_per_second: must be "
+	    "> 0.0 and <= 1000.0" } },
+	{ .name = "cfg__backfill_http_url__refused",
+	    .t = { .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "url = \"http://pbx:8887/api\"; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.url: http:// is only allowed "
+	    "with insecure = true; use https://" } },
+	{ .name = "cfg__backfill_wss_url__refused",
+	    .t = { .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "url = \"wss://pbx:8887/api\"; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.url: must start with https:// "
+	    "(or http:// with insecure = true)" } },
+	{ .name = "cfg__backfill_without_cdr_subscription__refused",
+	    .t = { .subs = "subscriptions = ( { topics = [ \"queue_events\" ]; "
+	    "} );", .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "};" },
+	    .want = { "t.conf:7: pbx[0].backfill.enabled: needs a cdr_events or "
+	    "global_cdr_events subscription*" } },
+	{ .name = "cfg__backfill_password_without_username__refused",
+	    .t = { .pbx = "domain = \"t.io\"; backfill = { enabled = true; "
+	    "password = \"x\"; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.username: missing (a REST "
+	    "password needs its username)" } },
+	{ .name = "cfg__backfill_system_admin_without_tenant__refused",
+	    .t = { .pbx = "backfill = { enabled = true; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.domain: missing*",
+	    "t.conf:7: pbx[0].backfill.tenant_id: missing*" }, .n = 2 },
+	{ .name = "cfg__backfill_bad_tenant_id__refused",
+	    .t = { .pbx = "backfill = { enabled = true; domain = \"t.io\"; "
+	    "tenant_id = \"12a\"; };" },
+	    .want = { "t.conf:7: pbx[0].backfill.tenant_id: must be a tenant "
+	    "id: up to 20 decimal digits" } },
+
 	/* wrong types */
 	{ .name = "cfg__int_as_string__type_error",
 	    .t = { .pbx = "ping_interval = \"30\";" },
@@ -1710,6 +1759,85 @@ cfg__parse_size__table(void **state)
 	assert_int_equal(cfg_parse_size(NULL, &v), W2K_EINVAL);
 }
 
+/* pbx.backfill: defaults from the WSI settings; disabled checks nothing. */
+static void
+cfg__backfill_defaults__from_the_wsi_settings(void **state)
+{
+	struct tmpl t = { .pbx = "domain = \"t.io\"; backfill = { enabled = "
+	    "true; };" };
+	struct tmpl off = { .subs = "subscriptions = ( { topics = [ "
+	    "\"queue_events\" ]; } );", .pbx = "backfill = { enabled = false; "
+	    "url = \"http://x/api\"; };" };
+	struct tmpl own = { .pbx = "domain = \"t.io\"; backfill = { enabled = "
+	    "true; url = \"https://[::1]:9443/rest/\"; username = \"ta\"; "
+	    "password = \"rest-pw\"; domain = \"other.io\"; tenant_id = "
+	    "\"42\"; max_call_duration = \"90m\"; max_gap = 3600; "
+	    "requests_per_second = 0.5; };" };
+	struct cfg *cfg;
+	const struct cfg_backfill *b;
+
+	(void)state;
+	load_tmpl_ok(&t, &cfg);
+	b = &cfg->pbx[0].backfill;
+	assert_true(b->enabled);
+	assert_string_equal(b->url.text, "https://pbx.example.com:8887/api");
+	assert_string_equal(b->url.host, "pbx.example.com");
+	assert_int_equal(b->url.port, 8887);
+	assert_string_equal(b->url.path, "/api");
+	assert_true(b->url.tls);
+	assert_string_equal(b->username, "admin");
+	assert_string_equal(b->password, "pw-inline-secret");
+	assert_string_equal(b->domain, "t.io");
+	assert_null(b->tenant_id);
+	assert_int_equal(b->max_call_duration, 4 * 3600);
+	assert_int_equal(b->max_gap, 7 * 86400);
+	assert_true(b->requests_per_second == 5.0);
+	cfg_free(cfg);
+
+	load_tmpl_ok(&off, &cfg);
+	assert_false(cfg->pbx[0].backfill.enabled);
+	cfg_free(cfg);
+
+	load_tmpl_ok(&own, &cfg);
+	b = &cfg->pbx[0].backfill;
+	assert_string_equal(b->url.host, "::1");
+	assert_int_equal(b->url.port, 9443);
+	assert_string_equal(b->url.path, "/rest");
+	assert_string_equal(b->username, "ta");
+	assert_string_equal(b->password, "rest-pw");
+	assert_string_equal(b->domain, "other.io");
+	assert_string_equal(b->tenant_id, "42");
+	assert_int_equal(b->max_call_duration, 90 * 60);
+	assert_int_equal(b->max_gap, 3600);
+	assert_true(b->requests_per_second == 0.5);
+	cfg_free(cfg);
+}
+
+static void
+cfg__parse_duration__units_and_overflow(void **state)
+{
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(cfg_parse_duration("90", &v), 0);
+	assert_int_equal(v, 90);
+	assert_int_equal(cfg_parse_duration("90s", &v), 0);
+	assert_int_equal(v, 90);
+	assert_int_equal(cfg_parse_duration("4h", &v), 0);
+	assert_int_equal(v, 14400);
+	assert_int_equal(cfg_parse_duration("7d", &v), 0);
+	assert_int_equal(v, 604800);
+	assert_int_equal(cfg_parse_duration("2m", &v), 0);
+	assert_int_equal(v, 120);
+	assert_int_equal(cfg_parse_duration("", &v), W2K_EINVAL);
+	assert_int_equal(cfg_parse_duration("-1", &v), W2K_EINVAL);
+	assert_int_equal(cfg_parse_duration("1w", &v), W2K_EINVAL);
+	assert_int_equal(cfg_parse_duration("1hh", &v), W2K_EINVAL);
+	assert_int_equal(cfg_parse_duration("99999999999999999d", &v),
+	    W2K_EINVAL);
+	assert_int_equal(cfg_parse_duration(NULL, &v), W2K_EINVAL);
+}
+
 /*
  * Every key of the schema must have an entry in wsi2kafka.conf(5): a .B,
  * .BR or .SS line whose first word is the key's dotted path.
@@ -1999,6 +2127,8 @@ main(void)
 		cmocka_unit_test(cfg__warnings__login_kind_and_topics),
 		cmocka_unit_test(cfg__kafka_secret_files__read_checked_and_found),
 		cmocka_unit_test(cfg__man_page__documents_every_key),
+		cmocka_unit_test(cfg__backfill_defaults__from_the_wsi_settings),
+		cmocka_unit_test(cfg__parse_duration__units_and_overflow),
 	};
 	size_t nfixed = W2K_ARRAY_SIZE(fixed), nbad = W2K_ARRAY_SIZE(bad);
 	struct CMUnitTest *tests = calloc(nfixed + nbad, sizeof(*tests));

@@ -313,6 +313,42 @@ metrics__render_view__dry_run_renders_zeros(void **state)
 	assert_int_equal(count_prefix(t, "# HELP "), 32);
 }
 
+/* Contract §8: the backfill families only with backfill, per PBX. */
+static void
+metrics__backfill__rendered_only_with_backfill(void **state)
+{
+	struct fixture *f = *state;
+	struct backfill_stats st = { .records = 27, .gap_open_s = 42 };
+	struct metrics_bf bf = { .name = "hq", .st = &st };
+	const char *t;
+
+	st.requests[BF_ST_2XX] = 9;
+	st.requests[BF_ST_429] = 3;
+	assert_int_equal(metrics_render_view(&f->b, &f->v), 0);
+	assert_int_equal(count_prefix(f->b.p, "wsi2kafka_backfill"), 0);
+	assert_int_equal(count_prefix(f->b.p, "# HELP wsi2kafka_backfill"), 0);
+
+	metrics_buf_reset(&f->b);
+	f->v.bf = &bf;
+	f->v.nbf = 1;
+	assert_int_equal(metrics_render_view(&f->b, &f->v), 0);
+	t = f->b.p;
+	assert_line(t, "# TYPE wsi2kafka_backfill_records_total counter");
+	assert_line(t, "wsi2kafka_backfill_records_total{pbx=\"hq\"} 27");
+	assert_line(t, "wsi2kafka_backfill_requests_total{pbx=\"hq\","
+	    "status=\"2xx\"} 9");
+	assert_line(t, "wsi2kafka_backfill_requests_total{pbx=\"hq\","
+	    "status=\"429\"} 3");
+	assert_line(t, "wsi2kafka_backfill_requests_total{pbx=\"hq\","
+	    "status=\"error\"} 0");
+	assert_int_equal(count_prefix(t, "wsi2kafka_backfill_requests_total{"),
+	    BF_ST_COUNT);
+	assert_line(t, "# TYPE wsi2kafka_backfill_gap_seconds gauge");
+	assert_line(t, "wsi2kafka_backfill_gap_seconds{pbx=\"hq\"} 42");
+	f->v.bf = NULL;
+	f->v.nbf = 0;
+}
+
 /* A configured topic literally named "other" absorbs the other slot. */
 static void
 metrics__render_view__topic_named_other_is_one_series(void **state)
@@ -594,6 +630,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    metrics__subscriptions__states_counted_and_rejected_named,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    metrics__backfill__rendered_only_with_backfill, setup,
+		    teardown),
 		cmocka_unit_test(metrics__render__live_objects_absent),
 	};
 

@@ -2691,7 +2691,7 @@ oom_frame(const void *data, size_t len, enum norm_kind kind, size_t nrecs)
 	int r = W2K_ENOMEM;
 
 	for (k = 0; r != 0; k++) {
-		struct norm_frame in = { PBX, data, len, false, RECV_US };
+		struct norm_frame in = { PBX, data, len, false, RECV_US, NULL };
 		struct norm_result res;
 
 		allocs = 0;
