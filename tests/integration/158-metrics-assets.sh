@@ -65,6 +65,18 @@ jq -e '.ready == false and .not_subscribed == ["hq"] and .kafka.enabled == false
     "$T/body" >/dev/null || fail "/readyz: $(cat "$T/body")"
 ok "dry run: $(cat "$T/nfam") families; /readyz 503 names the unreachable PBX"
 
+# The backfill's families exist only where it is enabled, and not in a
+# dry run: a daemon with it (Kafka and the PBX unreachable) exports them.
+stop_daemon
+[ "$DAEMON_RC" -eq 0 ] || fail "dry run: exit status $DAEMON_RC"
+PBX_PORT=1 BOOTSTRAP=127.0.0.1:1 write_conf 'backfill = { enabled = true; };'
+start_http_daemon
+scrape
+sed -n 's/^# TYPE \(wsi2kafka_backfill_[^ ]*\) \([a-z]*\)$/\1 \2/p' "$T/metrics.txt" >"$T/bf-families"
+[ "$(wc -l <"$T/bf-families")" -eq 3 ] || fail "backfill families: $(cat "$T/bf-families")"
+cat "$T/bf-families" >>"$T/families"
+ok "with backfill enabled: its 3 families"
+
 # Every metric the dashboard and the alerts use is exported (a histogram's
 # _bucket/_sum/_count count as its family).
 jq -e '.panels | length > 10' conf/grafana-dashboard.json >/dev/null ||
