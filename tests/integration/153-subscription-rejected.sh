@@ -16,11 +16,13 @@ LISTEN=$B/tests/notify_listen
 start_kmock portsip.calls portsip.extensions portsip.queues portsip.cdr \
     portsip.events portsip.deadletter
 # The script plays once the two allowed subscriptions are in: a presence
-# event, then (4 s later) a drop, so the next session subscribes again, and
+# event, then (7 s later) a drop, so the next session subscribes again, and
 # on the new session a CDR, held back until the permission was granted.
+# The first session must see a retry: it is due 3 s after the subscribe
+# and sent at the next 1 s tick, so 3-4 s (a drop after 4 s raced it).
 cat >"$T/script" <<'S'
 {"event_type":"extension_presence","extension":"sip:101@test.io","presence":"AVAILABLE","tenant_id":"1","extension_id":"11","time":"1703690547"}
-@sleep 4000
+@sleep 7000
 @drop
 @sleep 8000
 {"event_type":"call_cdr","session_id":"777","tenant_id":"1","cdr_id":"778","ended_time":"1725845669","direction":"in"}

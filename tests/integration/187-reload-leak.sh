@@ -12,6 +12,7 @@
 not_under_valgrind "valgrind's own memory makes RSS meaningless"
 RELOADS=${RELOADS:-50}
 RELOAD_RSS_SLACK_KIB=${RELOAD_RSS_SLACK_KIB:-8192}
+FD_SLACK=${FD_SLACK:-2}
 start_kmock portsip.calls portsip.extensions portsip.queues portsip.cdr \
     portsip.events portsip.deadletter
 # A CA store worth the name: the system's, plus the test CA.
@@ -54,7 +55,11 @@ rss50=$(rss_kib) fd50=$(fds)
 echo "after 10 reloads: RSS $rss10 KiB, $fd10 fds; after $RELOADS: RSS $rss50 KiB, $fd50 fds"
 grep -q "reload: pbx hq: closing its session" "$T/daemon.log" ||
 	fail "the reloads did not replace the session"
-[ "$fd50" -le "$fd10" ] || fail "descriptors grew from $fd10 to $fd50 over $((RELOADS - 10)) reloads"
+# A leak per reload shows as one more descriptor per reload (40 here);
+# one or two more can be librdkafka's own connections to the mock
+# brokers, opened as it needs them (seen once on Debian 13: 26 -> 27).
+[ "$fd50" -le $((fd10 + FD_SLACK)) ] ||
+	fail "descriptors grew from $fd10 to $fd50 over $((RELOADS - 10)) reloads: $(ls -l "/proc/$DAEMON_PID/fd" | awk '{ print $NF }' | sort | uniq -c | tr '\n' ' ')"
 [ $((rss50 - rss10)) -le "$RELOAD_RSS_SLACK_KIB" ] ||
 	fail "RSS grew by $((rss50 - rss10)) KiB over $((RELOADS - 10)) reloads (slack $RELOAD_RSS_SLACK_KIB)"
 ok "$RELOADS reloads: descriptors $fd10 -> $fd50, RSS $rss10 -> $rss50 KiB"
