@@ -9,11 +9,7 @@
 start_kmock $BF_TOPICS
 start_pbx_rest --calls 120 --calls-every 60 --calls-wait-sub
 write_conf "$(RPS=2 backfill_conf)"
-start_daemon
-wait_for 30 call_made 10 || fail "calls did not start"
-stop_daemon
-wait_for 60 calls_done || fail "the simulator did not finish its calls"
-start_daemon
+gap_by_stop 10
 # Killed once the second page has been asked for (2 requests a second).
 wait_for 60 test_pages 2 || fail "no paging: $(grep backfill "$T/daemon.log" | tail -n 3)"
 kill -KILL "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null; DAEMON_PID=

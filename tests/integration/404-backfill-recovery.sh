@@ -14,11 +14,7 @@ start_pbx_rest --calls 150 --calls-every 40 --calls-wait-sub --seed "$SEED" \
     --rest-token-ttl 2 --rest-chaos 25 --rest-revoke-every 9 --rest-shift
 HTTP_PORT=$(free_port)
 write_conf "$(RPS=20 backfill_conf)" "http = { listen = \"127.0.0.1:$HTTP_PORT\"; };"
-start_daemon
-wait_for 30 call_made 10 || fail "calls did not start"
-stop_daemon
-wait_for 60 calls_done || fail "the simulator did not finish its calls"
-start_daemon
+gap_by_stop 10
 wait_for 60 test_pages 2 || fail "no paging: $(grep backfill "$T/daemon.log" | tail -n 3)"
 kill -USR2 "${PIDS[1]}"	# pbxsim: the next 10 list requests get 429
 wait_for 240 gap_done 1 || fail "the gap was not finished: $(grep backfill "$T/daemon.log" | tail -n 5)"

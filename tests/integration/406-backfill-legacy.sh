@@ -9,11 +9,7 @@ start_kmock $BF_TOPICS
 start_pbx_rest --calls 60 --calls-every 120 --calls-wait-sub \
     --rest-legacy --rest-no-calllogs --rest-token-ttl 3
 write_conf "$(backfill_conf)"
-start_daemon
-wait_for 30 call_made 15 || fail "calls did not start"
-stop_daemon
-wait_for 30 call_made 40 || fail "calls stopped at $(calls_made)"
-start_daemon
+gap_by_stop 15 40
 gap_read_then_check "pre-22.2.11 login, /api/cdrs"
 [ "$(pbx_events '^REST POST /api/auth/sign_in 404')" -ge 1 ] || fail "sign_in not tried"
 [ "$(pbx_events '^REST POST /api/login 200')" -ge 1 ] || fail "no legacy login"

@@ -79,7 +79,21 @@ gap_read_then_check() {
 	cdr_check "$1"
 }
 
-# free_port: a TCP port free on 127.0.0.1 now (for http.listen).
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# gap_by_stop FIRST [UNTIL]: the daemon up until the simulator made FIRST
+# calls, then stopped (a clean stop is a gap) until it made UNTIL calls (by
+# default all of them), then started again.
+gap_by_stop() {
+	start_daemon
+	wait_for 30 call_made "$1" || fail "calls did not start (made $(calls_made))"
+	stop_daemon
+	if [ -n "${2:-}" ]; then
+		wait_for 30 call_made "$2" || fail "calls stopped at $(calls_made)"
+	else
+		wait_for 60 calls_done || fail "the simulator did not finish its calls"
+	fi
+	start_daemon
 }
+
+# free_port (http.listen): the shared one, below the ephemeral range where
+# kmock, pbxsim and outgoing connections get their ports.
+. tests/lib/ports.sh
