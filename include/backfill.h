@@ -31,7 +31,7 @@
  * therefore loses no gap; a gap interrupted is read again from its start
  * (the same rows give the same record ids).
  *
- * Everything runs on the lws event loop: HTTP requests are lws client
+ * Everything but that writer runs on the lws event loop: HTTP requests are lws client
  * connections on a vhost of their own with the PBX's TLS settings, paced
  * at requests_per_second, retried with backoff on 429, 5xx and transport
  * errors, and never block the loop or the live session.
@@ -61,7 +61,8 @@ struct backfill;
 
 struct backfill_env {
 	struct lws_context	*context;	/* borrowed */
-	const char		*state_dir;	/* the spool dir, borrowed */
+	const char		*state_dir;	/* the spool dir, borrowed: read
+						   only by backfill_new() */
 	const struct route_table *const *routes; /* borrowed: *routes may be
 						   swapped between turns */
 	const char *const	*dead_letter_topic; /* likewise */
@@ -97,6 +98,7 @@ struct backfill_stats {
 int backfill_new(const struct cfg_pbx *pc, struct pbx *p,
     const struct backfill_env *env, struct backfill **out);
 
+/** @brief Begin watching the CDR subscription (the once-a-second check). */
 void backfill_start(struct backfill *b);
 
 /**
@@ -112,14 +114,20 @@ void backfill_observe(struct backfill *b, const struct record *rec);
  */
 void backfill_stop(struct backfill *b);
 
-/** @brief Point at a new cfg entry / session after a reload. */
+/**
+ * @brief Point at a new cfg entry / session after a reload.
+ * @param pc, p borrowed, as in backfill_new(); the old ones may be freed
+ *        once this returns.
+ */
 void backfill_rebind(struct backfill *b, const struct cfg_pbx *pc,
     struct pbx *p);
 
 /** @returns the PBX it belongs to, borrowed. */
 struct pbx *backfill_pbx(const struct backfill *b);
 
+/** @returns the counters, owned by b (valid until backfill_free()). */
 const struct backfill_stats *backfill_get_stats(const struct backfill *b);
+/** @returns the metric label of st, a static string. */
 const char *backfill_status_name(enum backfill_status st);
 
 /** @brief Free; NULL is a no-op. Call after backfill_stop(). */
