@@ -63,6 +63,7 @@ seqs=$(kseqs "$T/a.json" | wc -l)
 [ "$ids" -eq "$n" ] || fail "$n records but $ids distinct ids: duplicates"
 [ "$seqs" -eq "$FLOOD" ] || fail "$seqs of $FLOOD flood events on Kafka"
 krecords_check "$T/a.json"
+korder_check "$T/a.json"
 # Every event type of events.script made it (and no dead letter).
 jq -r .v.type "$T/a.json" | sort -u >"$T/types"
 for ty in call_cdr call_start cdr_target_add cdr_target_answer extension_call \
@@ -72,7 +73,7 @@ for ty in call_cdr call_start cdr_target_add cdr_target_answer extension_call \
 	grep -qx "$ty" "$T/types" || fail "no $ty record on Kafka"
 done
 [ "$(jq -r .topic "$T/a.json" | grep -c deadletter)" -eq 0 ] || fail "dead letters"
-ok "a. SASL_SSL: $n records ($FLOOD flood events and the script's types) on their routes with keys and headers, each exactly once by id"
+ok "a. SASL_SSL: $n records ($FLOOD flood events and the script's types) on their routes with keys and headers, each exactly once by id, in order per key"
 
 # ---- g. the partitioner -----------------------------------------------------
 for tp in portsip.calls:7 portsip.extensions:3; do

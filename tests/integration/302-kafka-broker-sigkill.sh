@@ -63,4 +63,5 @@ bad=$(jq -r 'select(.v.data.seq != null) | "\(.v.data.seq) \(.v.id)"' "$T/all.js
 flood_ids=$(jq -r "select(.v.data.seq != null) | .v.id" "$T/all.json" | sort -u | wc -l)
 [ "$flood_ids" -eq "$FLOOD" ] || fail "$flood_ids distinct ids for $FLOOD events"
 krecords_check "$T/all.json"
-ok "f. nothing lost: all $FLOOD events on Kafka; $((n - ids)) duplicates, each with its original's id ($n records; seed $SEED)"
+korder_check "$T/all.json"
+ok "f. nothing lost, in order per key: all $FLOOD events on Kafka; $((n - ids)) duplicates, each with its original's id ($n records; seed $SEED)"

@@ -56,3 +56,20 @@ kids() { jq -r --arg p "${2:-}" 'select($p == "" or .v.pbx == $p) | .v.id' "$1" 
 
 # kseqs FILE [PBX]: the distinct flood seqs in FILE, sorted.
 kseqs() { jq -r --arg p "${2:-}" 'select($p == "" or .v.pbx == $p) | .v.data.seq // empty' "$1" | sort -n -u; }
+
+# korder_check FILE: per-key order (contract §5) as the broker stored it,
+# within each topic (a call's CDR has a topic of its own). The records of a
+# topic are in FILE in partition order (kcat keeps each partition's order),
+# and a key has one partition there; the flood's seq rises
+# in the order pbxsim sent the events. So, taking the first copy of each
+# event (a later copy is a re-send, allowed by at-least-once), the seqs of
+# every key must rise. Prints the first break and fails on it.
+korder_check() {
+	local bad
+	bad=$(jq -r 'select(.v.data.seq != null and .key != "") | "\(.topic)/\(.key) \(.v.data.seq) \(.v.id)"' "$1" |
+	    awk '!seen[$3]++ {
+		if (($1 in last) && $2 + 0 < last[$1] + 0) { print $1 ": seq " $2 " after " last[$1]; exit }
+		last[$1] = $2
+	    }')
+	[ -z "$bad" ] || fail "events of one key out of order on Kafka: $bad"
+}
