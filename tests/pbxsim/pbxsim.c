@@ -1903,13 +1903,17 @@ crand(void)
 static void
 rfc3339(long long us, char *buf, size_t len)
 {
-	time_t t = (time_t)(us / 1000000);
+	/* Floor division, so that a time before 1970 keeps its microseconds
+	 * positive; strftime() because gcc -O2's format-truncation check
+	 * cannot bound struct tm's fields in a snprintf(). */
+	long long frac = ((us % 1000000) + 1000000) % 1000000;
+	time_t t = (time_t)((us - frac) / 1000000);
 	struct tm tm;
+	size_t n;
 
 	gmtime_r(&t, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, us % 1000000);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06uZ", (unsigned)frac);
 }
 
 static long long
