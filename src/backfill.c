@@ -1757,9 +1757,10 @@ backfill_new(const struct cfg_pbx *pc, struct pbx *p,
 	pthread_mutex_init(&b->wr_mu, NULL);
 	pthread_cond_init(&b->wr_cv, NULL);
 	b->wr_init = true;
-	if (pthread_create(&b->wr_thread, NULL, writer_main, b) == 0)
+	if (pthread_create(&b->wr_thread, NULL, writer_main, b) == 0) {
 		b->wr_running = true;
-	else
+		(void)pthread_setname_np(b->wr_thread, "w2k:backfill");
+	} else
 		log_warn("pbx %s: backfill: no writer thread: the state is "
 		    "written on the event loop", pc->name);
 	b->journal_fd = open(b->journal_path, O_WRONLY | O_CREAT | O_APPEND |

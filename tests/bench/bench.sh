@@ -227,6 +227,29 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# thread_ticks PID: utime+stime per group of threads, in clock ticks:
+# "LOOP RDKAFKA OTHER": the event loop (the main thread), librdkafka's
+# threads ("rdk:*": broker threads, its main thread) and the rest (the
+# spool's sync thread "w2k:spool-sync", the backfill writer). A thread that
+# ended between two readings is missing from the later one.
+thread_ticks() {
+	local pid=$1 t s comm v loop=0 rdk=0 other=0
+	for t in /proc/"$pid"/task/*; do
+		s=$(cat "$t/stat" 2>/dev/null) || continue
+		comm=${s#*(} comm=${comm%%)*} s=${s##*) }
+		# shellcheck disable=SC2086 # the fields, one word each
+		set -- $s
+		v=$(( ${12} + ${13} ))
+		if [ "${t##*/}" = "$pid" ]; then loop=$((loop + v))
+		elif [[ $comm == rdk:* ]]; then rdk=$((rdk + v))
+		else other=$((other + v)); fi
+	done
+	echo "$loop $rdk $other"
+}
+
+# idle_ticks: idle + iowait of every core (/proc/stat), in clock ticks.
+idle_ticks() { awk '/^cpu / { print $5 + $6; exit }' /proc/stat; }
+
 # hwm_kib PID: peak resident set (VmHWM), KiB.
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -427,6 +450,7 @@ declare -A TPUT HWM_RUN TPUT_RUNS
 stage_throughput_one() {
 	local mode=$1 run=$2 name=tput-$1-$2
 	local cpu0 pcpu0 cpu1 pcpu1 base_t prod0 ev0 t0 tdone secs eps cpu cpum hwm
+	local th0 th1 idle0 idle1 wall0 wall1 g loopm rdkm otherm idlep
 	log "throughput: fsync=$mode, $EVENTS events, run $run of $REPEAT"
 	printf "@sleep 1000\n@flood %d\n@end\n" "$EVENTS" >"$RUN/$name.script"
 	start_pbxsim "$name" --script "$RUN/$name.script"
@@ -436,10 +460,12 @@ stage_throughput_one() {
 		die "$name: the daemon did not subscribe within 30 s"
 	# Baseline during pbxsim's 1 s pause before the flood.
 	cpu0=$(cpu_ticks "$DPID") pcpu0=$(cpu_ticks "$PBX_PID")
+	th0=$(thread_ticks "$DPID") idle0=$(idle_ticks) wall0=$EPOCHREALTIME
 	scrape || die "$name: /metrics did not answer"
 	base_t=$M_T prod0=$M_PROD ev0=$M_FRAMES
 	poll_produced $((prod0 + EVENTS)) "$(bound "$EVENTS")" "$name"
 	cpu1=$(cpu_ticks "$DPID") pcpu1=$(cpu_ticks "$PBX_PID")
+	th1=$(thread_ticks "$DPID") idle1=$(idle_ticks) wall1=$EPOCHREALTIME
 	hwm=$(hwm_kib "$DPID")
 	t0=$(flood_time "$name" start) tdone=$(flood_time "$name" 'done')
 	[ -n "$t0" ] && [ -n "$tdone" ] || die "$name: no FLOOD start/done in pbxsim's log"
@@ -454,6 +480,19 @@ stage_throughput_one() {
 	eps=$(calc "$EVENTS / $secs" %.0f)
 	cpu=$(calc "($cpu1 - $cpu0) / $CLK_TCK" %.2f)
 	cpum=$(calc "$cpu * 1000000 / $EVENTS" %.2f)
+	# Per group of threads, and how idle the whole machine was: on two
+	# cores a saturated machine bounds the throughput, not one thread.
+	# shellcheck disable=SC2206 # three numbers each
+	local -a a=($th0) b=($th1)
+	loopm=$(calc "(${b[0]} - ${a[0]}) / $CLK_TCK * 1000000 / $EVENTS" %.2f)
+	rdkm=$(calc "(${b[1]} - ${a[1]}) / $CLK_TCK * 1000000 / $EVENTS" %.2f)
+	otherm=$(calc "(${b[2]} - ${a[2]}) / $CLK_TCK * 1000000 / $EVENTS" %.2f)
+	g=$(nproc)
+	# The readings bracket the flood with idle time: pbxsim's pause before
+	# it (from wall0 to t0) and the last poll after it (T_REACHED to
+	# wall1), counted as wholly idle and taken off.
+	idlep=$(calc "($idle1 - $idle0) / $CLK_TCK - $g * (($t0 > $wall0 ? $t0 - $wall0 : 0) + ($wall1 > $T_REACHED ? $wall1 - $T_REACHED : 0))")
+	idlep=$(calc "100 * ($idlep > 0 ? $idlep : 0) / $g / $secs" %.0f)
 	TPUT_RUNS[$mode]="${TPUT_RUNS[$mode]:-} $eps" HWM_RUN[$name]=$hwm
 	stop_pbxsim
 	stop_daemon "$name"
@@ -463,6 +502,8 @@ stage_throughput_one() {
 	row "throughput, fsync=$mode, run $run" "pbxsim send time, s" "$(calc "$tdone - $t0" %.2f)"
 	row "throughput, fsync=$mode, run $run" "daemon CPU s per million events" "$cpum"
 	row "throughput, fsync=$mode, run $run" "daemon CPU s (utime+stime)" "$cpu"
+	row "throughput, fsync=$mode, run $run" "  event loop / librdkafka threads / other, CPU s per million" "$loopm / $rdkm / $otherm"
+	row "throughput, fsync=$mode, run $run" "machine idle during the flood, % of $g cores" "$idlep"
 	row "throughput, fsync=$mode, run $run" "pbxsim CPU s (share of the run)" "$(calc "($pcpu1 - $pcpu0) / $CLK_TCK" %.2f) ($(calc "100 * ($pcpu1 - $pcpu0) / $CLK_TCK / $secs" %.0f)%)"
 	# A simulator near a full core limits what the daemon is offered.
 	if calc "($pcpu1 - $pcpu0) / $CLK_TCK > 0.8 * $secs" %d | grep -q 1; then
@@ -476,11 +517,14 @@ stage_throughput_one() {
 	    cpu_seconds: ($c|tonumber), cpu_seconds_per_million: ($cm|tonumber),
 	    pbxsim_cpu_seconds: ($pc|tonumber), peak_rss_kib: ($h|tonumber),
 	    records_retried: ($r|tonumber), frames_received: ($fr|tonumber),
-	    records_acknowledged: ($ra|tonumber)}]' \
+	    records_acknowledged: ($ra|tonumber), loop_cpu_seconds_per_million: ($lm|tonumber),
+	    rdkafka_threads_cpu_seconds_per_million: ($rm|tonumber),
+	    other_threads_cpu_seconds_per_million: ($om|tonumber), machine_idle_percent: ($ip|tonumber)}]' \
 	    --arg m "$mode" --arg run "$run" --arg n "$EVENTS" --arg s "$secs" --arg e "$eps" \
 	    --arg sd "$(calc "$tdone - $t0")" --arg c "$cpu" --arg cm "$cpum" \
 	    --arg pc "$(calc "($pcpu1 - $pcpu0) / $CLK_TCK" %.2f)" --arg h "$hwm" \
-	    --arg r "$M_RETRIED" --arg fr "$((M_FRAMES - ev0))" --arg ra "$((M_PROD - prod0))"
+	    --arg r "$M_RETRIED" --arg fr "$((M_FRAMES - ev0))" --arg ra "$((M_PROD - prod0))" \
+	    --arg lm "$loopm" --arg rm "$rdkm" --arg om "$otherm" --arg ip "$idlep"
 }
 
 stage_throughput() {
@@ -516,6 +560,11 @@ kcat_run() {
 	rc=$?
 	t1=$EPOCHREALTIME
 	[ "$rc" -eq 0 ] || die "ceiling: kcat -P exited with status $rc: $(tail -n 3 "$RUN/kcat.err")"
+	# kcat's user + system CPU seconds (this runs in a command
+	# substitution: its children are kcat and timeout), to $RUN/kcat.cpu;
+	# times itself must not run in a pipeline's subshell (no children).
+	times >"$RUN/kcat.times"
+	awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%.3f\n", n }' "$RUN/kcat.times" >"$RUN/kcat.cpu"
 	calc "$t1 - $t0"
 }
 
@@ -574,7 +623,7 @@ stage_ceiling() {
 	for p in "${KPROPS[@]}"; do KCAT_X+=(-X "$p"); done
 	kmock_cmd "create $KCAT_TOPIC $KCAT_PARTS"
 	best=$(kcat_startup)
-	local runs_eps='' runs_secs=''
+	local runs_eps='' runs_secs='' runs_cpum='' cpum
 	for ((i = 1; i <= REPEAT; i++)); do
 		hw0=$(kcat_hw)
 		secs=$(kcat_run "$RUN/kcat.input")
@@ -583,17 +632,22 @@ stage_ceiling() {
 			die "ceiling: $((hw1 - hw0)) records landed on $KCAT_TOPIC, expected $KCAT_N"
 		runs_eps="$runs_eps $(calc "$KCAT_N / ($secs - $best)" %.0f)"
 		runs_secs="$runs_secs $(calc "$secs - $best" %.2f)"
+		runs_cpum="$runs_cpum $(calc "$(cat "$RUN/kcat.cpu") * 1000000 / $KCAT_N" %.2f)"
 	done
+	# shellcheck disable=SC2086 # the runs, one word each
+	cpum=$(median $runs_cpum)
 	# shellcheck disable=SC2086 # the runs, one word each
 	eps=$(median $runs_eps)
 	secs=$(calc "$KCAT_N / $eps + $best")
 	KCAT_EPS=$eps
 	row "ceiling: kcat -P, same records" "records/s ($KCAT_N records), median of $REPEAT (each)" "$eps (${runs_eps# })"
 	row "ceiling: kcat -P, same records" "seconds (kcat start-up of $(calc "$best" %.3f) s subtracted)" "${runs_secs# }"
+	row "ceiling: kcat -P, same records" "kcat CPU s per million records, median (each; start-up included)" "$cpum (${runs_cpum# })"
 	jadd '.ceiling = {tool: "kcat -P", records: ($n|tonumber), topic_partitions: ($pp|tonumber),
 	    seconds_wall: ($s|tonumber), startup_seconds: ($b|tonumber),
-	    records_per_s: ($e|tonumber), producer_properties: $props}' \
-	    --arg n "$KCAT_N" --arg pp "$KCAT_PARTS" --arg s "$secs" --arg b "$best" \
+	    records_per_s: ($e|tonumber), cpu_seconds_per_million: ($cm|tonumber),
+	    producer_properties: $props}' \
+	    --arg n "$KCAT_N" --arg pp "$KCAT_PARTS" --arg s "$secs" --arg b "$best" --arg cm "$cpum" \
 	    --arg e "$eps" --argjson props "$(printf '%s\n' "${KPROPS[@]}" | jq -R . | jq -s .)"
 	for p in $FSYNC_MODES; do
 		[ -n "${TPUT[$p]:-}" ] || continue
