@@ -85,6 +85,8 @@
 #   BENCH_CG_EVENTS=10000       events of the smaller callgrind flood
 #   BENCH_CG_LIMIT=110000       instructions per event above which the
 #                               callgrind target is missed
+#   BENCH_PROFILE_EVENTS=600000 events of the profile stage's flood
+#   BENCH_PROFILE_HZ=999        its perf sampling frequency
 #   BENCH_STAGES="spool norm throughput ceiling latency callgrind drain kafka"
 #   BENCH_KAFKA_EVENTS=100000   records per producer and run, kafka stage
 #   BENCH_KAFKA_JAVA_OPTS=...   the real broker's JVM (default: 1 GiB heap)
@@ -117,6 +119,8 @@ TIMEOUT_BASE=${BENCH_TIMEOUT_BASE:-60}
 SPOOL_RECORDS=${BENCH_SPOOL_RECORDS:-200000}
 NORM_SECONDS=${BENCH_NORM_SECONDS:-1}
 CG_EVENTS=${BENCH_CG_EVENTS:-10000}
+PROFILE_EVENTS=${BENCH_PROFILE_EVENTS:-600000}
+PROFILE_HZ=${BENCH_PROFILE_HZ:-999}
 STAGES=" ${BENCH_STAGES:-spool norm throughput ceiling latency callgrind drain kafka} "
 STRICT=${BENCH_STRICT:-0}
 OUT=${BENCH_OUT:-$B/results.json}
@@ -1168,16 +1172,81 @@ jq -n --arg c "$commit" --argjson d "$dirty" --arg date "$(date -u +%FT%TZ)" \
 
 log "commit $commit$([ "$dirty" = true ] && echo ' (uncommitted changes)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# Profile: where the CPU of one flood goes natively, per thread group and
+# module: perf samples every thread of the daemon (cpu-clock, which counts
+# only while a thread runs) from before the flood to its last ack; each
+# sample is 1/HZ s of CPU. Kernel samples need root (or
+# perf_event_paranoid <= 1); without them the kernel's share is missing.
+# Not among the default stages: it needs perf (linux-perf).
+stage_profile() {
+	local name=profile n=$PROFILE_EVENTS hz=$PROFILE_HZ ppid prod0 total dpid
+	command -v perf >/dev/null || die "profile: perf missing (apt-get install linux-perf)"
+	log "profile: perf record of a flood of $n events, $hz Hz"
+	printf "@sleep 1000\n@flood %d\n@end\n" "$n" >"$RUN/$name.script"
+	start_pbxsim "$name" --script "$RUN/$name.script"
+	write_conf "$name" batch
+	start_daemon "$name"
+	wait_until 30 grep -q ' PLAY ' "$RUN/$name.events" ||
+		die "$name: the daemon did not subscribe within 30 s"
+	scrape || die "$name: /metrics did not answer"
+	prod0=$M_PROD dpid=$DPID
+	perf record -q -F "$hz" -e cpu-clock -p "$dpid" -o "$RUN/$name.data" \
+	    >"$RUN/$name.perf.log" 2>&1 &
+	ppid=$!
+	sleep 0.5
+	poll_produced $((prod0 + n)) "$(bound "$n")" "$name"
+	kill -INT "$ppid" 2>/dev/null
+	wait "$ppid" 2>/dev/null
+	stop_pbxsim
+	stop_daemon "$name"
+	rm -rf "$RUN/$name.spool"
+	[ -s "$RUN/$name.data" ] || die "profile: perf wrote nothing: $(tail -n 3 "$RUN/$name.perf.log")"
+	# One line per sample: comm, tid, the object it ran in; grouped as
+	# in the throughput stage (event loop = the main thread).
+	perf script -i "$RUN/$name.data" -F comm,tid,ip,dso 2>/dev/null |
+	    awk -v pid="$dpid" -v hz="$hz" -v n="$n" '
+		{ d = $NF; gsub(/[()]/, "", d); k = split(d, a, "/"); d = a[k]
+		  if (d == "unknown") d = "[unknown]"
+		  g = $2 == pid ? "event loop" : ($1 ~ /^rdk:/ ? "librdkafka threads" : "other threads")
+		  c[g "\t" d]++; t[g]++; all++ }
+		END { for (k in c) printf "%.3f\t%s\n", c[k] / hz * 1e6 / n, k
+		      for (g in t) printf "%.3f\t%s\t(all)\n", t[g] / hz * 1e6 / n, g
+		      printf "%.3f\tall threads\t(all)\n", all / hz * 1e6 / n }' |
+	    sort -t $'\t' -k2,2 -k1,1gr >"$RUN/$name.txt"
+	total=$(awk -F'\t' '$2 == "all threads" { print $1 }' "$RUN/$name.txt")
+	[ -n "$total" ] || die "profile: no samples of the daemon"
+	jadd '.profile = {events: ($n|tonumber), hz: ($h|tonumber), cpu_us_per_event: ($t|tonumber), modules: []}' \
+	    --arg n "$n" --arg h "$hz" --arg t "$total"
+	local us g m
+	while IFS=$'\t' read -r us g m; do
+		[ "$g" = "all threads" ] && continue
+		# Modules under 0.05 µs per event are left out of the table.
+		calc "$us >= 0.05" %d | grep -q 1 || continue
+		row "profile (perf, CPU µs per event)" "$g: $m" "$us"
+		jadd '.profile.modules += [{threads: $g, module: $m, cpu_us_per_event: ($u|tonumber)}]' \
+		    --arg g "$g" --arg m "$m" --arg u "$us"
+	done <"$RUN/$name.txt"
+	row "profile (perf, CPU µs per event)" "all threads" "$total"
+	# What is left with the daemon's own code (the wsi2kafka binary) at
+	# zero: the libraries, libc and the kernel, for its threads.
+	local lib
+	lib=$(awk -F'\t' '$3 != "(all)" && $3 != "wsi2kafka" { s += $1 } END { printf "%.3f", s }' "$RUN/$name.txt")
+	row "profile (perf, CPU µs per event)" "all threads, without the daemon's own code" "$lib"
+	jadd '.profile.without_own_code_us_per_event = ($l|tonumber)' --arg l "$lib"
+	[ "$KEEP" = 1 ] || rm -f "$RUN/$name.data"
+}
+
 stage_on() { [[ $STAGES == *" $1 "* ]]; }
 stage_on spool && stage_spool
 stage_on norm && stage_norm
-if stage_on throughput || stage_on ceiling || stage_on latency || stage_on callgrind || stage_on drain || stage_on kafka; then
+if stage_on throughput || stage_on ceiling || stage_on latency || stage_on callgrind || stage_on profile || stage_on drain || stage_on kafka; then
 	start_kmock
 fi
 stage_on throughput && stage_throughput
 stage_on ceiling && stage_ceiling
 stage_on latency && stage_latency
 stage_on callgrind && stage_callgrind
+stage_on profile && stage_profile
 stage_on drain && stage_drain
 stage_on kafka && stage_kafka
 
