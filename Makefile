@@ -406,12 +406,14 @@ bench-norm: $(B)/bench/norm_bench
 
 .PHONY: bench-spool bench-norm
 
-# bench: issue #6's end-to-end benchmark (README "Performance"). A release
-# build of its own in build/bench, then tests/bench/bench.sh on loopback:
-# pbxsim -> wsi2kafka -> kmock throughput per spool.fsync, the kcat -P
-# ceiling, latency at fixed rates, peak RSS, CPU per event, the drain of a
-# spool, plus the bench-spool and bench-norm numbers; a table on stdout and
-# build/bench/results.json. Not part of `make check`. Knobs (BENCH_EVENTS,
+# bench: the end-to-end benchmark (docs/performance.md). A release build of
+# its own in build/bench, then tests/bench/bench.sh on loopback: pbxsim ->
+# wsi2kafka -> kmock throughput per spool.fsync, the kcat -P ceiling,
+# latency at fixed rates, peak RSS, CPU per event (per thread group too),
+# instructions per event (callgrind), the drain of a spool, the real-broker
+# comparison, plus the bench-spool and bench-norm numbers; a table on
+# stdout and build/bench/results.json. Not part of `make check`. Knobs
+# (BENCH_EVENTS, BENCH_STAGES — add "profile" for perf's CPU per module —,
 # BENCH_DRAIN_RECORDS, BENCH_RATES, BENCH_STRICT=1, ...): see bench.sh.
 BENCH_B = build/bench
 bench: deps kafka

@@ -20,7 +20,9 @@
 #               the N-th record is acknowledged (wsi2kafka_records_produced_
 #               total polled every BENCH_POLL_MS, the crossing interpolated
 #               between two polls); CPU seconds (utime+stime of every thread,
-#               /proc/PID/stat) over the same run, per million events; peak
+#               /proc/PID/stat) over the same run, per million events, also
+#               per thread group (event loop, librdkafka's rdk:* threads,
+#               the rest); the machine's idle share during the flood; peak
 #               RSS (VmHWM, /proc/PID/status)
 #   ceiling     the same records (taken from a --dry-run of the same flood)
 #               produced by `kcat -P` to the same mock cluster, to a topic
@@ -28,7 +30,8 @@
 #               same producer settings (acks=all, idempotence, linger.ms,
 #               queue.buffering.max.kbytes, message.timeout.ms=0, the six
 #               CloudEvents headers); kcat's own start-up (the best of three
-#               one-record runs) is subtracted; ratio = daemon / kcat
+#               one-record runs) is subtracted; ratio = daemon / kcat;
+#               kcat's CPU seconds per million records
 #   latency     per offered rate in BENCH_RATES (pbxsim --rate): the
 #               wsi2kafka_delivery_latency_seconds histogram (frame receipt to
 #               broker acknowledgement) over a BENCH_RATE_SECONDS window that
@@ -47,6 +50,11 @@
 #               (start-up and shut-down cancel out), in all and per module
 #               (the daemon's source files, and each library by its shared
 #               object), from the exclusive counts in callgrind's output
+#   profile     not run unless named (needs perf; kernel samples need root):
+#               perf record (cpu-clock, BENCH_PROFILE_HZ) of every thread of
+#               the daemon over a flood of BENCH_PROFILE_EVENTS; CPU µs per
+#               event by thread group and module, and the total without the
+#               daemon's own code
 #   drain       brokers down (kmock "downall"), BENCH_DRAIN_RECORDS events
 #               flooded into the spool, brokers up ("upall"); records/s from
 #               the first acknowledgement to an empty spool
@@ -744,6 +752,7 @@ kafka_perf_run() {
 	hw0=$(kafka_hw bench.perf)
 	out=$(timeout "$(bound "$KAFKA_EVENTS")" java -Xmx768m -XX:-UsePerfData \
 	    -Dlog4j2.configurationFile="$(realpath tests/kafka/log4j2.properties)" \
+	    -Dkafka.logs.dir="$RUN" \
 	    -cp "$KAFKA_CP" org.apache.kafka.tools.ProducerPerformance \
 	    --topic bench.perf --num-records "$KAFKA_EVENTS" --throughput -1 \
 	    --payload-file "$RUN/kafka.values" --producer.config "$RUN/kafka-perf.properties" \
