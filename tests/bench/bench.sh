@@ -499,7 +499,7 @@ stage_throughput_one() {
 	loopm=$(calc "(${b[0]} - ${a[0]}) / $CLK_TCK * 1000000 / $EVENTS" %.2f)
 	rdkm=$(calc "(${b[1]} - ${a[1]}) / $CLK_TCK * 1000000 / $EVENTS" %.2f)
 	otherm=$(calc "(${b[2]} - ${a[2]}) / $CLK_TCK * 1000000 / $EVENTS" %.2f)
-	g=$(nproc)
+	g=$(grep -c '^cpu[0-9]' /proc/stat)	# what /proc/stat's idle counts
 	# The readings bracket the flood with idle time: pbxsim's pause before
 	# it (from wall0 to t0) and the last poll after it (T_REACHED to
 	# wall1), counted as wholly idle and taken off.
@@ -1189,9 +1189,11 @@ log "commit $commit$([ "$dirty" = true ] && echo ' (uncommitted changes)'), $(np
 # Not among the default stages: it needs perf (linux-perf).
 stage_profile() {
 	local name=profile n=$PROFILE_EVENTS hz=$PROFILE_HZ ppid prod0 total dpid
+	local pstart t0 c0 c1
 	command -v perf >/dev/null || die "profile: perf missing (apt-get install linux-perf)"
 	log "profile: perf record of a flood of $n events, $hz Hz"
-	printf "@sleep 1000\n@flood %d\n@end\n" "$n" >"$RUN/$name.script"
+	# A 2 s pause before the flood: perf attaches well before it.
+	printf "@sleep 2000\n@flood %d\n@end\n" "$n" >"$RUN/$name.script"
 	start_pbxsim "$name" --script "$RUN/$name.script"
 	write_conf "$name" batch
 	start_daemon "$name"
@@ -1201,29 +1203,38 @@ stage_profile() {
 	prod0=$M_PROD dpid=$DPID
 	perf record -q -F "$hz" -e cpu-clock -p "$dpid" -o "$RUN/$name.data" \
 	    >"$RUN/$name.perf.log" 2>&1 &
-	ppid=$!
+	ppid=$!; PIDS+=("$ppid")
 	sleep 0.5
+	pstart=$EPOCHREALTIME c0=$(cpu_ticks "$dpid")
 	poll_produced $((prod0 + n)) "$(bound "$n")" "$name"
+	c1=$(cpu_ticks "$dpid")
 	kill -INT "$ppid" 2>/dev/null
 	wait "$ppid" 2>/dev/null
+	t0=$(flood_time "$name" start)
 	stop_pbxsim
 	stop_daemon "$name"
 	rm -rf "$RUN/$name.spool"
 	[ -s "$RUN/$name.data" ] || die "profile: perf wrote nothing: $(tail -n 3 "$RUN/$name.perf.log")"
-	# One line per sample: comm, tid, the object it ran in; grouped as
-	# in the throughput stage (event loop = the main thread).
-	perf script -i "$RUN/$name.data" -F comm,tid,ip,dso 2>/dev/null |
-	    awk -v pid="$dpid" -v hz="$hz" -v n="$n" '
+	[ -n "$t0" ] && calc "$t0 > $pstart" %d | grep -q 1 ||
+		die "profile: the flood started before perf was attached (busy machine?)"
+	# One line per sample: comm, tid, its period (ns of CPU: cpu-clock
+	# counts only while a thread runs, and a throttled sample has a
+	# longer one), the object it ran in; grouped as in the throughput
+	# stage (event loop = the main thread).
+	perf script -i "$RUN/$name.data" -F comm,tid,period,ip,dso 2>/dev/null |
+	    awk -v pid="$dpid" -v n="$n" '
 		{ d = $NF; gsub(/[()]/, "", d); k = split(d, a, "/"); d = a[k]
 		  if (d == "unknown") d = "[unknown]"
 		  g = $2 == pid ? "event loop" : ($1 ~ /^rdk:/ ? "librdkafka threads" : "other threads")
-		  c[g "\t" d]++; t[g]++; all++ }
-		END { for (k in c) printf "%.3f\t%s\n", c[k] / hz * 1e6 / n, k
-		      for (g in t) printf "%.3f\t%s\t(all)\n", t[g] / hz * 1e6 / n, g
-		      printf "%.3f\tall threads\t(all)\n", all / hz * 1e6 / n }' |
+		  c[g "\t" d] += $3; t[g] += $3; all += $3 }
+		END { for (k in c) printf "%.3f\t%s\n", c[k] / 1e3 / n, k
+		      for (g in t) printf "%.3f\t%s\t(all)\n", t[g] / 1e3 / n, g
+		      printf "%.3f\tall threads\t(all)\n", all / 1e3 / n }' |
 	    sort -t $'\t' -k2,2 -k1,1gr >"$RUN/$name.txt"
 	total=$(awk -F'\t' '$2 == "all threads" { print $1 }' "$RUN/$name.txt")
 	[ -n "$total" ] || die "profile: no samples of the daemon"
+	grep -q 'kernel' "$RUN/$name.txt" ||
+		log "profile: warning: no kernel samples (not root, perf_event_paranoid > 1): the kernel's share is missing"
 	jadd '.profile = {events: ($n|tonumber), hz: ($h|tonumber), cpu_us_per_event: ($t|tonumber), modules: []}' \
 	    --arg n "$n" --arg h "$hz" --arg t "$total"
 	local us g m
@@ -1236,6 +1247,9 @@ stage_profile() {
 		    --arg g "$g" --arg m "$m" --arg u "$us"
 	done <"$RUN/$name.txt"
 	row "profile (perf, CPU µs per event)" "all threads" "$total"
+	# The same window by /proc, as a check on the sampling.
+	row "profile (perf, CPU µs per event)" "all threads by /proc (utime+stime), the same window" \
+	    "$(calc "($c1 - $c0) / $CLK_TCK * 1000000 / $n" %.3f)"
 	# What is left with the daemon's own code (the wsi2kafka binary) at
 	# zero: the libraries, libc and the kernel, for its threads.
 	local lib
