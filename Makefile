@@ -166,6 +166,9 @@ CHECK_J ?= -j$(shell nproc 2>/dev/null || echo 1)
 check: pkg-deps kafka
 	$(MAKE) $(CHECK_J) B=build/san SANITIZE=address,undefined \
 	    CFLAGS="-O1 -g" CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING" tests fuzz-build
+	@# make bench's tools at its -O2: some of gcc's warnings (format
+	@# truncation) need the optimizer, and the tests build at -O1.
+	$(MAKE) $(CHECK_J) B=$(BENCH_B) SANITIZE= $(BENCH_TOOLS)
 	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
 	B=build/san VG_B=build/vg VALGRIND="$(VALGRIND)" tests/run
 
@@ -416,10 +419,11 @@ bench-norm: $(B)/bench/norm_bench
 # (BENCH_EVENTS, BENCH_STAGES — add "profile" for perf's CPU per module —,
 # BENCH_DRAIN_RECORDS, BENCH_RATES, BENCH_STRICT=1, ...): see bench.sh.
 BENCH_B = build/bench
+BENCH_TOOLS = $(BENCH_B)/tests/pbxsim $(BENCH_B)/tests/kmock \
+    $(BENCH_B)/bench/spool_bench \
+    $(if $(wildcard tests/bench/norm_bench.c),$(BENCH_B)/bench/norm_bench)
 bench: deps kafka
-	$(MAKE) B=$(BENCH_B) SANITIZE= all $(BENCH_B)/tests/pbxsim \
-	    $(BENCH_B)/tests/kmock $(BENCH_B)/bench/spool_bench \
-	    $(if $(wildcard tests/bench/norm_bench.c),$(BENCH_B)/bench/norm_bench)
+	$(MAKE) B=$(BENCH_B) SANITIZE= all $(BENCH_TOOLS)
 	B=$(BENCH_B) tests/bench/bench.sh
 
 .PHONY: bench
