@@ -166,9 +166,7 @@ CHECK_J ?= -j$(shell nproc 2>/dev/null || echo 1)
 check: pkg-deps kafka
 	$(MAKE) $(CHECK_J) B=build/san SANITIZE=address,undefined \
 	    CFLAGS="-O1 -g" CPPFLAGS="$(CPPFLAGS) -DW2K_TESTING" tests fuzz-build
-	@# make bench's tools at its -O2: some of gcc's warnings (format
-	@# truncation) need the optimizer, and the tests build at -O1.
-	$(MAKE) $(CHECK_J) B=$(BENCH_B) SANITIZE= $(BENCH_TOOLS)
+	$(MAKE) $(CHECK_J) bench-tools
 	$(MAKE) $(CHECK_J) $(VG_BUILD) tests
 	B=build/san VG_B=build/vg VALGRIND="$(VALGRIND)" tests/run
 
@@ -426,4 +424,10 @@ bench: deps kafka
 	$(MAKE) B=$(BENCH_B) SANITIZE= all $(BENCH_TOOLS)
 	B=$(BENCH_B) tests/bench/bench.sh
 
-.PHONY: bench
+# bench-tools: make bench's tools at its -O2, built by make check and
+# check-trixie too: some of gcc's warnings (format truncation) need the
+# optimizer, and the tests build at -O1.
+bench-tools:
+	$(MAKE) B=$(BENCH_B) SANITIZE= $(BENCH_TOOLS)
+
+.PHONY: bench bench-tools

@@ -181,9 +181,10 @@ skip=$(grep -l -F 'tests/kafka/broker.sh' tests/integration/[0-9]*.sh 2>/dev/nul
     xargs -r -n1 basename | sed 's/\.sh$//' | tr '\n' ' ' || true)
 [ -z "$skip" ] || step "left out (need Maven): $skip"
 J=$(nproc 2>/dev/null || echo 1)
-step "build: ASan+UBSan (build/san) and release (build), -Werror"
+step "build: ASan+UBSan (build/san), release (build) and make bench's tools (build/bench), -Werror"
 in_root sh -c "cd $W && make -j$J B=build/san SANITIZE=address,undefined \
-    CFLAGS='-O1 -g' CPPFLAGS=-DW2K_TESTING tests && make -j$J all" \
+    CFLAGS='-O1 -g' CPPFLAGS=-DW2K_TESTING tests && make -j$J all &&
+    make -j$J bench-tools" \
     >"$ROOT.build.log" 2>&1 || die "build: $(grep -m 20 -e 'error' -e 'warning' "$ROOT.build.log" || tail -n 30 "$ROOT.build.log")"
 step "tests/run unit and integration (JOBS=${JOBS:-2})"
 in_root sh -c "cd $W && B=build/san JOBS=${JOBS:-2} SKIP_TESTS='$skip' tests/run unit;
