@@ -602,6 +602,8 @@ writer_main(void *arg)
 		b->wr_busy = true;
 		pthread_mutex_unlock(&b->wr_mu);
 		r = state_write(b->state_path, text);
+		/* Not b->pc->name: a reload may free pc meanwhile; the
+		 * path (immutable, ours) names the PBX. */
 		if (r != 0)
 			log_err("backfill: cannot write %s: %s", b->state_path,
 			    strerror(errno));
@@ -1162,19 +1164,18 @@ req_done(struct backfill *b)
 	if (b->stopping)
 		return;
 	if (st == 0 || st == 429 || st >= 500 || b->resp_over) {
-		snprintf(what, sizeof(what), "%s: %s%s%s", kind_name(k),
-		    st == 0 ? "no answer from " : b->resp_over ?
-		    "answer too large" : st == 429 ? "429 Too Many Requests" :
-		    "server error", st == 0 ? b->pc->backfill.url.text : "",
-		    "");
-		if (st == 0 && b->conn_err[0] != '\0') {
-			size_t l = strlen(what);
+		const char *ce = b->conn_err;
 
-			snprintf(what + l, sizeof(what) - l, " (%s)", b->conn_err);
-		}
-		if (st >= 500)
-			snprintf(what, sizeof(what), "%s: HTTP %d",
-			    kind_name(k), st);
+		if (st == 0)
+			snprintf(what, sizeof(what), "%s: no answer from %s%s%s%s",
+			    kind_name(k), b->pc->backfill.url.text,
+			    *ce ? " (" : "", ce, *ce ? ")" : "");
+		else if (st >= 500)
+			snprintf(what, sizeof(what), "%s: HTTP %d", kind_name(k), st);
+		else
+			snprintf(what, sizeof(what), "%s: %s", kind_name(k),
+			    b->resp_over ? "answer too large" :
+			    "429 Too Many Requests");
 		work_retry(b, what);
 		return;
 	}
