@@ -53,8 +53,9 @@
 #   profile     not run unless named (needs perf; kernel samples need root):
 #               perf record (cpu-clock, BENCH_PROFILE_HZ) of every thread of
 #               the daemon over a flood of BENCH_PROFILE_EVENTS; CPU µs per
-#               event by thread group and module, and the total without the
-#               daemon's own code
+#               event by thread group and module, the total without the
+#               daemon's own code, and the floor's four parts
+#               (docs/performance.md)
 #   drain       brokers down (kmock "downall"), BENCH_DRAIN_RECORDS events
 #               flooded into the spool, brokers up ("upall"); records/s from
 #               the first acknowledgement to an empty spool
@@ -229,14 +230,18 @@ jadd() {
 	mv "$RUN/results.tmp" "$RUN/results.json"
 }
 
-# cpu_ticks PID: utime+stime of every thread (clock ticks).
-cpu_ticks() {
+# stat_ticks FILE: utime+stime (clock ticks) of a /proc/.../stat file.
+stat_ticks() {
 	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	s=$(cat "$1" 2>/dev/null) || { echo 0; return; }
 	s=${s##*) }	# after "(comm) "; fields from "state" on
+	# shellcheck disable=SC2086 # the fields, one word each
 	set -- $s
 	echo $(( ${12} + ${13} ))
 }
+
+# cpu_ticks PID: utime+stime of every thread, those ended included.
+cpu_ticks() { stat_ticks "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 # thread_ticks PID: utime+stime per group of threads, in clock ticks:
@@ -245,15 +250,11 @@ CLK_TCK=$(getconf CLK_TCK)
 # spool's sync thread "w2k:spool-sync", the backfill writer). A thread that
 # ended between two readings is missing from the later one.
 thread_ticks() {
-	local pid=$1 t s comm v loop=0 rdk=0 other=0
+	local pid=$1 t v loop=0 rdk=0 other=0
 	for t in /proc/"$pid"/task/*; do
-		s=$(cat "$t/stat" 2>/dev/null) || continue
-		comm=${s#*(} comm=${comm%%)*} s=${s##*) }
-		# shellcheck disable=SC2086 # the fields, one word each
-		set -- $s
-		v=$(( ${12} + ${13} ))
+		v=$(stat_ticks "$t/stat")
 		if [ "${t##*/}" = "$pid" ]; then loop=$((loop + v))
-		elif [[ $comm == rdk:* ]]; then rdk=$((rdk + v))
+		elif [[ $(cat "$t/comm" 2>/dev/null) == rdk:* ]]; then rdk=$((rdk + v))
 		else other=$((other + v)); fi
 	done
 	echo "$loop $rdk $other"
@@ -458,18 +459,33 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int(
 
 # Throughput: REPEAT floods of EVENTS as fast as they go, per fsync mode;
 # the median counts (runs of one commit differ by up to a fifth here).
+# flood_up NAME EVENTS FSYNC [PAUSE_MS]: pbxsim playing a pause of PAUSE_MS
+# (1000) and then a flood of EVENTS, the daemon with spool.fsync FSYNC,
+# until the daemon subscribed (the pause is for the baseline readings).
+flood_up() {
+	local name=$1
+	printf "@sleep %d\n@flood %d\n@end\n" "${4:-1000}" "$2" >"$RUN/$name.script"
+	start_pbxsim "$name" --script "$RUN/$name.script"
+	write_conf "$name" "$3"
+	start_daemon "$name"
+	wait_until 30 grep -q ' PLAY ' "$RUN/$name.events" ||
+		die "$name: the daemon did not subscribe within 30 s"
+}
+
+# flood_down NAME: pbxsim and the daemon stopped, the run's spool removed.
+flood_down() {
+	stop_pbxsim
+	stop_daemon "$1"
+	rm -rf "$RUN/$1.spool"
+}
+
 declare -A TPUT HWM_RUN TPUT_RUNS
 stage_throughput_one() {
 	local mode=$1 run=$2 name=tput-$1-$2
 	local cpu0 pcpu0 cpu1 pcpu1 base_t prod0 ev0 t0 tdone secs eps cpu cpum hwm
 	local th0 th1 idle0 idle1 wall0 wall1 g loopm rdkm otherm idlep
 	log "throughput: fsync=$mode, $EVENTS events, run $run of $REPEAT"
-	printf "@sleep 1000\n@flood %d\n@end\n" "$EVENTS" >"$RUN/$name.script"
-	start_pbxsim "$name" --script "$RUN/$name.script"
-	write_conf "$name" "$mode"
-	start_daemon "$name"
-	wait_until 30 grep -q ' PLAY ' "$RUN/$name.events" ||
-		die "$name: the daemon did not subscribe within 30 s"
+	flood_up "$name" "$EVENTS" "$mode"
 	# Baseline during pbxsim's 1 s pause before the flood.
 	cpu0=$(cpu_ticks "$DPID") pcpu0=$(cpu_ticks "$PBX_PID")
 	th0=$(thread_ticks "$DPID") idle0=$(idle_ticks) wall0=$EPOCHREALTIME
@@ -506,9 +522,7 @@ stage_throughput_one() {
 	idlep=$(calc "($idle1 - $idle0) / $CLK_TCK - $g * (($t0 > $wall0 ? $t0 - $wall0 : 0) + ($wall1 > $T_REACHED ? $wall1 - $T_REACHED : 0))")
 	idlep=$(calc "100 * ($idlep > 0 ? $idlep : 0) / $g / $secs" %.0f)
 	TPUT_RUNS[$mode]="${TPUT_RUNS[$mode]:-} $eps" HWM_RUN[$name]=$hwm
-	stop_pbxsim
-	stop_daemon "$name"
-	rm -rf "$RUN/$name.spool"
+	flood_down "$name"
 	row "throughput, fsync=$mode, run $run" "events/s ($EVENTS events)" "$eps"
 	row "throughput, fsync=$mode, run $run" "seconds (first frame sent -> last ack)" "$(calc "$secs" %.2f)"
 	row "throughput, fsync=$mode, run $run" "pbxsim send time, s" "$(calc "$tdone - $t0" %.2f)"
@@ -709,12 +723,7 @@ kafka_hw() {
 kafka_daemon_run() {
 	local run=$1 name=kafka-w2k-$1 cpu0 cpu1 prod0 t0 hw0 hw1 secs
 	hw0=$(kafka_hw "${W2K_TOPICS[@]}")
-	printf "@sleep 1000\n@flood %d\n@end\n" "$KAFKA_EVENTS" >"$RUN/$name.script"
-	start_pbxsim "$name" --script "$RUN/$name.script"
-	write_conf "$name" batch
-	start_daemon "$name"
-	wait_until 30 grep -q ' PLAY ' "$RUN/$name.events" ||
-		die "$name: the daemon did not subscribe within 30 s"
+	flood_up "$name" "$KAFKA_EVENTS" batch
 	cpu0=$(cpu_ticks "$DPID")
 	scrape || die "$name: /metrics did not answer"
 	prod0=$M_PROD
@@ -722,9 +731,7 @@ kafka_daemon_run() {
 	cpu1=$(cpu_ticks "$DPID")
 	t0=$(flood_time "$name" start)
 	[ -n "$t0" ] || die "$name: no FLOOD start in pbxsim's log"
-	stop_pbxsim
-	stop_daemon "$name"
-	rm -rf "$RUN/$name.spool"
+	flood_down "$name"
 	hw1=$(kafka_hw "${W2K_TOPICS[@]}")
 	[ $((hw1 - hw0)) -eq "$KAFKA_EVENTS" ] ||
 		die "$name: $((hw1 - hw0)) records landed on the broker, expected $KAFKA_EVENTS"
@@ -961,9 +968,7 @@ cg_run() {
 	W2K_PREFIX=()
 	scrape || die "$name: /metrics did not answer"
 	poll_produced "$n" $((TIMEOUT_BASE + n / 200)) "$name"
-	stop_pbxsim
-	stop_daemon "$name"
-	rm -rf "$RUN/$name.spool"
+	flood_down "$name"
 	[ -s "$RUN/$name.cg" ] || die "$name: callgrind wrote nothing"
 }
 
@@ -1184,7 +1189,7 @@ log "commit $commit$([ "$dirty" = true ] && echo ' (uncommitted changes)'), $(np
 # Profile: where the CPU of one flood goes natively, per thread group and
 # module: perf samples every thread of the daemon (cpu-clock, which counts
 # only while a thread runs) from before the flood to its last ack; each
-# sample is 1/HZ s of CPU. Kernel samples need root (or
+# sample carries its period, the CPU time it stands for. Kernel samples need root (or
 # perf_event_paranoid <= 1); without them the kernel's share is missing.
 # Not among the default stages: it needs perf (linux-perf).
 stage_profile() {
@@ -1192,13 +1197,7 @@ stage_profile() {
 	local pstart t0 c0 c1
 	command -v perf >/dev/null || die "profile: perf missing (apt-get install linux-perf)"
 	log "profile: perf record of a flood of $n events, $hz Hz"
-	# A 2 s pause before the flood: perf attaches well before it.
-	printf "@sleep 2000\n@flood %d\n@end\n" "$n" >"$RUN/$name.script"
-	start_pbxsim "$name" --script "$RUN/$name.script"
-	write_conf "$name" batch
-	start_daemon "$name"
-	wait_until 30 grep -q ' PLAY ' "$RUN/$name.events" ||
-		die "$name: the daemon did not subscribe within 30 s"
+	flood_up "$name" "$n" batch 2000	# perf attaches well before it
 	scrape || die "$name: /metrics did not answer"
 	prod0=$M_PROD dpid=$DPID
 	perf record -q -F "$hz" -e cpu-clock -p "$dpid" -o "$RUN/$name.data" \
@@ -1211,9 +1210,7 @@ stage_profile() {
 	kill -INT "$ppid" 2>/dev/null
 	wait "$ppid" 2>/dev/null
 	t0=$(flood_time "$name" start)
-	stop_pbxsim
-	stop_daemon "$name"
-	rm -rf "$RUN/$name.spool"
+	flood_down "$name"
 	[ -s "$RUN/$name.data" ] || die "profile: perf wrote nothing: $(tail -n 3 "$RUN/$name.perf.log")"
 	[ -n "$t0" ] && calc "$t0 > $pstart" %d | grep -q 1 ||
 		die "profile: the flood started before perf was attached (busy machine?)"
@@ -1256,6 +1253,22 @@ stage_profile() {
 	lib=$(awk -F'\t' '$3 != "(all)" && $3 != "wsi2kafka" { s += $1 } END { printf "%.3f", s }' "$RUN/$name.txt")
 	row "profile (perf, CPU µs per event)" "all threads, without the daemon's own code" "$lib"
 	jadd '.profile.without_own_code_us_per_event = ($l|tonumber)' --arg l "$lib"
+	# The parts docs/performance.md calls the floor: librdkafka (its
+	# threads whole, and its own code on the loop), libwebsockets,
+	# OpenSSL, and the kernel on the loop and the other threads.
+	local part v
+	while IFS=$'\t' read -r part v; do
+		row "profile (perf, CPU µs per event)" "floor part: $part" "$v"
+		jadd '.profile.floor[$p] = ($v|tonumber)' --arg p "$part" --arg v "$v"
+	done < <(awk -F'\t' '$3 == "(all)" { next }
+		{ if ($2 == "librdkafka threads" || $3 ~ /^librdkafka/) k = "librdkafka"
+		  else if ($3 ~ /^libwebsockets/) k = "libwebsockets"
+		  else if ($3 ~ /^lib(crypto|ssl)/) k = "OpenSSL"
+		  else if ($3 ~ /kernel/) k = "kernel"
+		  else next
+		  v[k] += $1; all += $1 }
+		END { for (k in v) printf "%s\t%.3f\n", k, v[k]
+		      printf "the four\t%.3f\n", all }' "$RUN/$name.txt" | sort)
 	[ "$KEEP" = 1 ] || rm -f "$RUN/$name.data"
 }
 
