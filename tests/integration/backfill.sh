@@ -96,4 +96,4 @@ gap_by_stop() {
 
 # free_port (http.listen): the shared one, below the ephemeral range where
 # kmock, pbxsim and outgoing connections get their ports.
-. tests/lib/ports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
