@@ -57,19 +57,37 @@ kids() { jq -r --arg p "${2:-}" 'select($p == "" or .v.pbx == $p) | .v.id' "$1" 
 # kseqs FILE [PBX]: the distinct flood seqs in FILE, sorted.
 kseqs() { jq -r --arg p "${2:-}" 'select($p == "" or .v.pbx == $p) | .v.data.seq // empty' "$1" | sort -n -u; }
 
-# korder_check FILE: per-key order (contract §5) as the broker stored it,
+# korder_break FILE: per-key order (contract §5) as the broker stored it,
 # within each topic (a call's CDR has a topic of its own). The records of a
 # topic are in FILE in partition order (kcat keeps each partition's order),
-# and a key has one partition there; the flood's seq rises
-# in the order pbxsim sent the events. So, taking the first copy of each
-# event (a later copy is a re-send, allowed by at-least-once), the seqs of
-# every key must rise. Prints the first break and fails on it.
-korder_check() {
-	local bad
-	bad=$(jq -r 'select(.v.data.seq != null and .key != "") | "\(.topic)/\(.key) \(.v.data.seq) \(.v.id)"' "$1" |
+# and a key has one partition there; the flood's seq rises in the order
+# pbxsim sent the events. So, taking the first copy of each event (a later
+# copy is a re-send, allowed by at-least-once), the seqs of every key must
+# rise. Prints the first break, nothing when there is none.
+korder_break() {
+	jq -r 'select(.v.data.seq != null and .key != "") | "\(.topic)/\(.key) \(.v.data.seq) \(.v.id)"' "$1" |
 	    awk '!seen[$3]++ {
 		if (($1 in last) && $2 + 0 < last[$1] + 0) { print $1 ": seq " $2 " after " last[$1]; exit }
 		last[$1] = $2
-	    }')
+	    }'
+}
+
+# korder_check FILE: fails on a break of per-key order in FILE; then proves
+# it would have seen one: the same records with the first events of two
+# different seqs of one key swapped must show a break.
+korder_check() {
+	local bad
+	jq -c -s '. as $r
+	    | [to_entries[] | select(.value.v.data.seq != null and .value.key != "")
+	       | {i: .key, k: "\(.value.topic)/\(.value.key)", s: .value.v.data.seq}]
+	    | [group_by(.k)[] | . as $g | ($g[0]) as $x
+	       | [$g[] | select(.s != $x.s)][0] as $y | select($y != null) | [$x.i, $y.i]][0]
+	    | if . == null then empty
+	      else . as [$a, $b] | $r | .[$a] = $r[$b] | .[$b] = $r[$a] | .[] end' "$1" >"$1.swapped"
+	bad=$(korder_break "$1")
 	[ -z "$bad" ] || fail "events of one key out of order on Kafka: $bad"
+	[ -s "$1.swapped" ] || fail "no key with two flood events in $1: per-key order untested"
+	[ -n "$(korder_break "$1.swapped")" ] ||
+		fail "korder_check cannot see a swapped pair in $1.swapped"
+	rm -f "$1.swapped"
 }
